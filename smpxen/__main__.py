@@ -1,0 +1,3 @@
+from smpxen.cli import main
+
+main()
