@@ -1,0 +1,1 @@
+"""x86-32 architecture facts the hypervisor relies on (not Xen ABI)."""

@@ -1,0 +1,64 @@
+"""The `smpxen` command line."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from smpxen import __version__
+
+
+def _default_config() -> str:
+    from importlib import resources
+    return str(resources.files("smpxen.configs") / "default.toml")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="smpxen")
+def main():
+    """smpxen: a simulated x86-32 SMP machine running a Xen 2.0-style hypervisor.
+
+    Each physical CPU is an OS process running a Unicorn core over shared machine
+    RAM; the PCPUs talk over ZeroMQ. Guests see the Xen 2.0 x86_32 interface."""
+
+
+@main.command()
+@click.option("--cpus", type=click.IntRange(1, 64), default=None,
+              help="Number of physical CPUs (overrides the config's machine.cpus).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Machine config (TOML). Default: the bundled configs/default.toml "
+                   "(Domain-0 plus one guest per CPU).")
+@click.option("--report", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write a JSON summary of the run (per PCPU and per domain) to this file.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop the machine after this many seconds (exit status 3).")
+@click.option("--quiet", "-q", is_flag=True, help="Do not print guest console output.")
+def up(cpus, config_path, report, timeout, quiet):
+    """Boot a machine and run its domains until they have all shut down.
+
+    \b
+    Exit status: 0 every domain shut down; 1 a domain crashed; 2 bad config or
+    kernel; 3 --timeout reached; 4 a PCPU process failed; 130/143 interrupted
+    by SIGINT/SIGTERM."""
+    from smpxen.config import ConfigError, load_config
+    from smpxen.guests.assemble import bundled_guest_names
+    from smpxen.machine.machine import Machine, MachineError, RunOptions
+    from smpxen.shm.layout import Layout
+    path = config_path or _default_config()
+    try:
+        cfg = load_config(path, cpus=cpus, bundled_guests=bundled_guest_names(),
+                          reserve_bytes=Layout.reserve_bytes)
+    except ConfigError as e:
+        click.echo(f"smpxen: {e}", err=True)
+        sys.exit(2)
+    opts = RunOptions(report=report, timeout=timeout, quiet=quiet)
+    try:
+        status = Machine(cfg, opts).run()
+    except MachineError as e:
+        click.echo(f"smpxen: {e}", err=True)
+        sys.exit(2)
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+# smpxen bundled-guest runtime (Intel syntax, assembled by keystone at load time).
+# Each bundled guest is this file followed by the guest's own source, assembled at
+# VIRT_BASE. The guest defines guest_main; ESI holds the start_info pointer at entry
+# (Xen 2.0 start of day). Hypercalls: EAX = number, EBX ECX EDX ESI EDI = arguments,
+# all clobbered; result in EAX.
+
+.equ HYPERVISOR_sched_op, 6
+.equ HYPERVISOR_multicall, 13
+.equ HYPERVISOR_xen_version, 17
+.equ HYPERVISOR_console_io, 18
+.equ HYPERVISOR_vm_assist, 21
+.equ CONSOLEIO_write, 0
+.equ SCHEDOP_yield, 0
+.equ SCHEDOP_block, 1
+.equ SCHEDOP_shutdown, 2
+.equ SHUTDOWN_poweroff, 0
+.equ SHUTDOWN_reboot, 1
+.equ SHUTDOWN_suspend, 2
+.equ START_INFO_CMDLINE, 64
+.equ START_INFO_NR_PAGES, 0
+
+_start:
+    cld
+    mov [start_info_ptr], esi
+    mov esp, boot_stack_top
+    call guest_main
+    # guest_main returned: power off
+    xor eax, eax
+    call shutdown
+
+# shutdown(reason in EAX): sched_op(SCHEDOP_shutdown | reason << 8); never returns.
+shutdown:
+    mov ebx, eax
+    shl ebx, 8
+    or ebx, SCHEDOP_shutdown
+    mov eax, HYPERVISOR_sched_op
+    int 0x82
+shutdown_spin:
+    mov eax, HYPERVISOR_sched_op
+    mov ebx, SCHEDOP_yield
+    int 0x82
+    jmp shutdown_spin
+
+# console_write(ECX = count, EDX = buffer) -> EAX
+console_write:
+    push ebx
+    mov ebx, CONSOLEIO_write
+    mov eax, HYPERVISOR_console_io
+    int 0x82
+    pop ebx
+    ret
+
+# line_puts(ESI = NUL-terminated string): append to the line buffer.
+line_puts:
+    push eax
+    push edi
+    mov edi, [line_len]
+line_puts_loop:
+    mov al, [esi]
+    test al, al
+    jz line_puts_done
+    cmp edi, 250
+    jae line_puts_done
+    mov [line_buf + edi], al
+    inc esi
+    inc edi
+    jmp line_puts_loop
+line_puts_done:
+    mov [line_len], edi
+    pop edi
+    pop eax
+    ret
+
+# line_putdec(EAX = unsigned value): append its decimal digits.
+line_putdec:
+    push eax
+    push ebx
+    push ecx
+    push edx
+    push esi
+    mov esi, dec_end
+    mov byte ptr [esi], 0
+    mov ebx, 10
+line_putdec_loop:
+    xor edx, edx
+    div ebx
+    add dl, 0x30
+    dec esi
+    mov [esi], dl
+    test eax, eax
+    jnz line_putdec_loop
+    call line_puts
+    pop esi
+    pop edx
+    pop ecx
+    pop ebx
+    pop eax
+    ret
+
+# line_flush: write the buffer through console_io and empty it.
+line_flush:
+    push ecx
+    push edx
+    mov ecx, [line_len]
+    mov edx, line_buf
+    call console_write
+    mov dword ptr [line_len], 0
+    pop edx
+    pop ecx
+    ret
+
+# pcpu_id -> EAX: the initial APIC id (CPUID leaf 1, EBX bits 31..24), which is how
+# a guest learns which physical CPU runs it.
+pcpu_id:
+    push ebx
+    push ecx
+    push edx
+    mov eax, 1
+    cpuid
+    mov eax, ebx
+    shr eax, 24
+    pop edx
+    pop ecx
+    pop ebx
+    ret
+
+# parse_uint(ESI = string) -> EAX = first decimal number in it, or 0 if none.
+parse_uint:
+    push ebx
+    push ecx
+    xor eax, eax
+parse_skip:
+    movzx ebx, byte ptr [esi]
+    test ebx, ebx
+    jz parse_done
+    sub ebx, 0x30
+    cmp ebx, 9
+    jbe parse_digits
+    inc esi
+    jmp parse_skip
+parse_digits:
+    movzx ebx, byte ptr [esi]
+    sub ebx, 0x30
+    cmp ebx, 9
+    ja parse_done
+    mov ecx, 10
+    mul ecx
+    add eax, ebx
+    inc esi
+    jmp parse_digits
+parse_done:
+    pop ecx
+    pop ebx
+    ret
+
+start_info_ptr: .long 0
+line_len: .long 0
+line_buf: .space 256
+dec_buf: .space 12
+dec_end: .space 4

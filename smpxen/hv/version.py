@@ -1,0 +1,10 @@
+from smpxen.hv.dispatch import hypercall
+from smpxen.xen import errno, hypercall as nr
+from smpxen.xen.xen import XEN_SUBVERSION, XEN_VERSION
+
+
+@hypercall(nr.xen_version)
+def do_xen_version(hv, cmd, *_):
+    if cmd != 0:
+        return -errno.ENOSYS
+    return (XEN_VERSION << 16) | XEN_SUBVERSION

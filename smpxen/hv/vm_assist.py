@@ -1,0 +1,18 @@
+"""vm_assist (xen/common/domain.c): per-domain assist bits, e.g. writable page tables."""
+from smpxen.hv.dispatch import hypercall
+from smpxen.xen import errno, hypercall as nr
+from smpxen.xen.xen import MAX_VMASST_TYPE, VMASST_CMD_disable, VMASST_CMD_enable
+
+
+@hypercall(nr.vm_assist)
+def do_vm_assist(hv, cmd, type_, *_):
+    if type_ > MAX_VMASST_TYPE:
+        return -errno.EINVAL
+    info = hv.current.info
+    if cmd == VMASST_CMD_enable:
+        info.vm_assist |= 1 << type_
+        return 0
+    if cmd == VMASST_CMD_disable:
+        info.vm_assist &= ~(1 << type_)
+        return 0
+    return -errno.ENOSYS

@@ -1,0 +1,30 @@
+"""Every message between smpxen processes: a msgpack array [kind, src, *payload].
+`src` is a PCPU index, or MACHINE for the machine process."""
+from __future__ import annotations
+
+import msgpack
+
+MACHINE = -1
+
+# PCPU -> machine
+ONLINE = "online"              # [ONLINE, pcpu, pid]
+CONSOLE = "console"            # [CONSOLE, pcpu, domid, bytes]
+DOMAIN_ENDED = "domain_ended"  # [DOMAIN_ENDED, pcpu, domid, how, code, detail]
+STATS = "stats"                # [STATS, pcpu, dict]
+FATAL = "fatal"                # [FATAL, pcpu, message]: the PCPU is about to exit on an internal error
+# machine -> PCPU
+START = "start"                # [START, MACHINE, {domids, ...}]
+HALT = "halt"                  # [HALT, MACHINE]
+# PCPU <-> PCPU: inter-processor interrupts
+IPI_EVENT_CHECK = "ipi_event_check"    # [kind, src]: look for work (events, wakeups)
+IPI_CALL = "ipi_call"                  # [kind, src, seq, function, args]: remote call
+IPI_REPLY = "ipi_reply"                # [kind, src, seq, result]
+IPI_KINDS = frozenset({IPI_EVENT_CHECK, IPI_CALL, IPI_REPLY})
+
+
+def encode(*parts) -> bytes:
+    return msgpack.packb(parts, use_bin_type=True)
+
+
+def decode(data: bytes) -> list:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)

@@ -1,0 +1,354 @@
+"""The machine process.
+
+Life of a machine: compute the RAM layout, create machine RAM, format the
+hypervisor region, build every domain, spawn one PCPU process per CPU (each
+inherits the RAM descriptor), unlink the shm name, wait until every PCPU is
+online, start them, then relay console output and domain ends until every domain
+has ended. Whatever happens (normal end, Ctrl-C, SIGTERM, a PCPU dying, an
+exception here) the PCPUs are halted or killed and reaped and RAM is released."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field, replace
+
+import zmq
+
+from smpxen import __version__
+from smpxen.domain.builder import BuildError, DomainBuilder, DomainRequest
+from smpxen.ipc import endpoints, messages as M
+from smpxen.machine.console import ConsoleMux
+from smpxen.machine.images import KernelError, load_kernel
+from smpxen.shm.boot import assemble_trampoline, format_hypervisor_region
+from smpxen.shm.domains import DomainTable
+from smpxen.shm.frametable import FrameTable
+from smpxen.shm.layout import Layout
+from smpxen.shm.locks import Locks
+from smpxen.shm.ram import MachineRAM
+
+EXIT_OK = 0
+EXIT_DOMAIN_CRASHED = 1
+EXIT_CONFIG = 2
+EXIT_TIMEOUT = 3
+EXIT_PCPU_FAILED = 4
+ONLINE_TIMEOUT_S = 60.0
+HALT_GRACE_S = 5.0
+
+
+class MachineError(Exception):
+    """A problem found before anything was started (bad kernel, too little memory)."""
+
+
+@dataclass
+class RunOptions:
+    report: str | None = None
+    timeout: float | None = None
+    quiet: bool = False
+    stream: object = None
+    die_with_parent: bool = False
+
+
+@dataclass
+class DomainRecord:
+    domid: int
+    name: str
+    kernel: str
+    memory_bytes: int
+    pcpu: int
+    privileged: bool
+    cmdline: str
+    ended: dict | None = None
+    stats: dict = field(default_factory=dict)
+    ran_on: set = field(default_factory=set)
+
+
+def _assign_cpus(cfg):
+    """Fill in cpu="auto" with the least-loaded PCPU (ties: lowest index)."""
+    load = [0] * cfg.cpus
+    specs = cfg.all_domains
+    for s in specs:
+        if s.cpu is not None:
+            load[s.cpu] += 1
+    out = []
+    for s in specs:
+        if s.cpu is None:
+            cpu = min(range(cfg.cpus), key=lambda i: (load[i], i))
+            load[cpu] += 1
+            s = replace(s, cpu=cpu)
+        out.append(s)
+    return out
+
+
+class Machine:
+    def __init__(self, cfg, options: RunOptions):
+        self.cfg = cfg
+        self.opts = options
+        self.tag = f"{os.getpid()}-{secrets.token_hex(3)}"
+        self.procs: list[subprocess.Popen] = []
+        self.ram: MachineRAM | None = None
+        self.zctx: zmq.Context | None = None
+        self.inbox = None
+        self.outboxes: list = []
+        self.records: dict[int, DomainRecord] = {}
+        self.pcpu_stats: dict[int, dict] = {}
+        self.pcpu_pids: dict[int, int] = {}
+        self.interrupted: int | None = None
+        self.failure: str | None = None
+        self.timings: dict[str, float] = {}
+        self.stream = options.stream or sys.stdout
+
+    # ---- preparation (nothing started yet) ------------------------------------------
+    def _prepare_domains(self):
+        specs = _assign_cpus(self.cfg)
+        reqs = []
+        next_id = 1
+        for spec in specs:
+            domid = 0 if spec.privileged else next_id
+            if not spec.privileged:
+                next_id += 1
+            try:
+                image = load_kernel(spec.kernel)
+            except KernelError as e:
+                raise MachineError(f"{self.cfg.path}: domain {spec.name!r}: kernel: {e}") from None
+            cmdline = spec.render_cmdline(domid)
+            reqs.append(DomainRequest(domid, spec.name, image, spec.memory_bytes, spec.cpu,
+                                      cmdline, spec.privileged))
+            self.records[domid] = DomainRecord(domid, spec.name, str(spec.kernel), spec.memory_bytes,
+                                               spec.cpu, spec.privileged, cmdline)
+        return reqs
+
+    # ---- run ---------------------------------------------------------------------
+    def run(self) -> int:
+        t0 = time.monotonic()
+        reqs = self._prepare_domains()        # may raise MachineError before anything exists
+        old_handlers = self._install_signal_handlers()
+        try:
+            return self._run(reqs, t0)
+        finally:
+            self._teardown()
+            for sig, h in old_handlers.items():
+                signal.signal(sig, h)
+
+    def _run(self, reqs, t0) -> int:
+        cfg = self.cfg
+        layout = Layout.compute(cfg.memory_bytes, cfg.cpus)
+        self.ram = MachineRAM.create(cfg.memory_bytes)
+        locks = Locks(self.ram.fd)
+        frames = FrameTable(self.ram, layout, locks)
+        domtable = DomainTable(self.ram, layout)
+        format_hypervisor_region(self.ram, layout, frames)
+        builder = DomainBuilder(self.ram, layout, frames, domtable)
+        for req in reqs:
+            try:
+                builder.build(req)
+            except BuildError as e:
+                raise MachineError(str(e)) from None
+        self.timings["build_s"] = time.monotonic() - t0
+
+        self.zctx = zmq.Context(io_threads=1)
+        self.inbox = endpoints.bind_inbox(self.zctx, endpoints.machine_endpoint(self.tag))
+        epoch_ns = time.monotonic_ns()
+        probes = assemble_trampoline()[1]
+        t_spawn = time.monotonic()
+        for i in range(cfg.cpus):
+            clock = cfg.clocks[i]
+            boot = {"index": i, "nr_pcpus": cfg.cpus, "tag": self.tag, "fd": self.ram.fd,
+                    "ram_bytes": cfg.memory_bytes, "epoch_ns": epoch_ns,
+                    "machine_pid": os.getpid(), "console_io": cfg.console_io,
+                    "time_model": cfg.time_model, "probes": probes,
+                    "clock": {"freq_hz": clock.freq_hz, "offset_cycles": clock.offset_cycles,
+                              "drift_ppm": clock.drift_ppm}}
+            self.procs.append(subprocess.Popen(
+                [sys.executable, "-m", "smpxen.pcpu", json.dumps(boot)],
+                pass_fds=[self.ram.fd], stdin=subprocess.DEVNULL))
+        self.ram.unlink()     # every PCPU holds the descriptor; nothing is left in /dev/shm
+        self.console = ConsoleMux({d: r.name for d, r in self.records.items()},
+                                  self.stream, self.opts.quiet)
+        try:
+            self._wait_online()
+            self.timings["boot_s"] = time.monotonic() - t_spawn
+            self._start_pcpus()
+            t_run = time.monotonic()
+            status = self._supervise()
+            self.timings["run_s"] = time.monotonic() - t_run
+        except Interrupted as e:
+            self._say(f"smpxen: {e} received, stopping the machine")
+            status = 128 + e.signum
+        except PcpuFailure as e:
+            self._say(f"smpxen: {e}; stopping the machine")
+            self.failure = str(e)
+            status = EXIT_PCPU_FAILED
+        self._halt_pcpus()
+        self.console.flush()
+        self.timings["total_s"] = time.monotonic() - t0
+        if self.opts.report:
+            self._write_report(status)
+        return status
+
+    def _start_pcpus(self) -> None:
+        cpus = self.cfg.cpus
+        self.outboxes = [endpoints.connect_outbox(self.zctx, endpoints.pcpu_endpoint(self.tag, i))
+                         for i in range(cpus)]
+        per_cpu = {i: [] for i in range(cpus)}
+        for rec in self.records.values():
+            per_cpu[rec.pcpu].append(rec.domid)
+        for i, sock in enumerate(self.outboxes):
+            sock.send(M.encode(M.START, M.MACHINE, {"domains": per_cpu[i]}))
+
+    def _install_signal_handlers(self):
+        def on_signal(signum, _frame):
+            self.interrupted = signum
+        old = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old[sig] = signal.signal(sig, on_signal)
+        return old
+
+    def _recv(self, timeout_ms: int):
+        if self.inbox.poll(timeout_ms):
+            return M.decode(self.inbox.recv())
+        return None
+
+    def _check_children(self) -> None:
+        for i, p in enumerate(self.procs):
+            rc = p.poll()
+            if rc is not None:
+                how = f"killed by signal {-rc} ({signal.Signals(-rc).name})" if rc < 0 else f"exited with status {rc}"
+                raise PcpuFailure(f"pcpu{i} (pid {p.pid}) {how}")
+
+    def _wait_online(self) -> None:
+        give_up = time.monotonic() + ONLINE_TIMEOUT_S
+        while len(self.pcpu_pids) < self.cfg.cpus:
+            if self.interrupted:
+                raise Interrupted(self.interrupted)
+            self._check_children()
+            if time.monotonic() > give_up:
+                raise PcpuFailure(f"only {len(self.pcpu_pids)} of {self.cfg.cpus} PCPUs came online "
+                                  f"within {ONLINE_TIMEOUT_S:.0f}s")
+            msg = self._recv(100)
+            if msg and msg[0] == M.ONLINE:
+                self.pcpu_pids[msg[1]] = msg[2]
+            elif msg and msg[0] == M.FATAL:
+                raise PcpuFailure(f"pcpu{msg[1]} failed: {msg[2].strip().splitlines()[-1]}")
+
+    def _supervise(self) -> int:
+        deadline = None if self.opts.timeout is None else time.monotonic() + self.opts.timeout
+        while True:
+            if all(r.ended for r in self.records.values()):
+                crashed = [r for r in self.records.values() if r.ended["how"] == "crashed"]
+                return EXIT_DOMAIN_CRASHED if crashed else EXIT_OK
+            if self.interrupted:
+                raise Interrupted(self.interrupted)
+            if deadline is not None and time.monotonic() > deadline:
+                running = ", ".join(f"d{r.domid} {r.name}" for r in self.records.values() if not r.ended)
+                self._say(f"smpxen: timeout after {self.opts.timeout:g}s; still running: {running}")
+                return EXIT_TIMEOUT
+            self._check_children()
+            msg = self._recv(100)
+            while msg is not None:
+                self._handle(msg)
+                msg = self._recv(0)
+
+    def _handle(self, msg) -> None:
+        kind = msg[0]
+        if kind == M.CONSOLE:
+            self.console.feed(msg[2], msg[3])
+        elif kind == M.DOMAIN_ENDED:
+            _, pcpu, domid, how, code, detail = msg
+            rec = self.records[domid]
+            rec.ended = {"how": how, "code": code, "detail": detail, "pcpu": pcpu}
+            if how == "crashed":
+                self.console.flush()
+                self._say(f"smpxen: domain {domid} ({rec.name}) crashed on pcpu{pcpu}: {detail}")
+        elif kind == M.STATS:
+            self.pcpu_stats[msg[1]] = msg[2]
+        elif kind == M.FATAL:
+            raise PcpuFailure(f"pcpu{msg[1]} failed:\n{msg[2]}")
+
+    def _halt_pcpus(self) -> None:
+        """Ask every live PCPU to stop and report; kill whatever does not exit in time."""
+        for i, p in enumerate(self.procs):
+            if p.poll() is None and i < len(self.outboxes):
+                self.outboxes[i].send(M.encode(M.HALT, M.MACHINE))
+        give_up = time.monotonic() + HALT_GRACE_S
+        while time.monotonic() < give_up:
+            if all(p.poll() is not None for p in self.procs) and \
+                    len(self.pcpu_stats) >= sum(1 for p in self.procs if p.returncode == 0):
+                break
+            msg = self._recv(20)
+            while msg is not None:
+                if msg[0] in (M.STATS, M.CONSOLE, M.DOMAIN_ENDED):
+                    self._handle(msg)
+                msg = self._recv(0)
+
+    def _teardown(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+        for p in self.procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.zctx is not None:
+            self.zctx.destroy(linger=0)
+        if self.ram is not None:
+            self.ram.close()
+
+    def _say(self, text: str) -> None:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+    # ---- report ----------------------------------------------------------------------
+    def report(self, status: int) -> dict:
+        pcpus = []
+        for i in range(self.cfg.cpus):
+            st = dict(self.pcpu_stats.get(i, {"index": i, "pid": self.pcpu_pids.get(i),
+                                                "missing": "this PCPU sent no statistics"}))
+            doms = st.pop("domains", {})
+            for domid, ds in doms.items():
+                rec = self.records.get(int(domid))
+                if rec:
+                    rec.ran_on.add(i)
+                    for k, v in ds.items():
+                        rec.stats[k] = rec.stats.get(k, 0) + v
+            pcpus.append(st)
+        rtts = [p["ipi_rtt_us"]["median"] for p in pcpus
+                if isinstance(p.get("ipi_rtt_us"), dict) and p["ipi_rtt_us"].get("median") is not None]
+        return {
+            "smpxen_version": __version__,
+            "config": self.cfg.to_dict(),
+            "exit_status": status,
+            "failure": self.failure,
+            "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
+            "ipi_rtt_us_median": round(statistics.median(rtts), 2) if rtts else None,
+            "pcpus": pcpus,
+            "domains": [{
+                "id": r.domid, "name": r.name, "kernel": r.kernel, "memory_bytes": r.memory_bytes,
+                "privileged": r.privileged, "cmdline": r.cmdline, "pcpu_assigned": r.pcpu,
+                "pcpus_ran_on": sorted(r.ran_on),
+                "pcpu_pids": sorted({self.pcpu_pids.get(i) for i in r.ran_on}),
+                "console": self.console.lines.get(r.domid, []),
+                "ended": r.ended, "hypercalls": r.stats.get("hypercalls", 0),
+            } for r in sorted(self.records.values(), key=lambda r: r.domid)],
+        }
+
+    def _write_report(self, status: int) -> None:
+        with open(self.opts.report, "w") as f:
+            json.dump(self.report(status), f, indent=2)
+            f.write("\n")
+
+
+class PcpuFailure(Exception):
+    pass
+
+
+class Interrupted(Exception):
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum

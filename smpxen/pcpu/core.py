@@ -1,0 +1,224 @@
+"""One PCPU's emulated x86-32 core: a Unicorn instance over the shared machine RAM.
+
+How the hypervisor drives it (DESIGN.md invariants 2, 3 and 5):
+- Entering a guest from scratch: restore the ring-0 snapshot taken at start-up,
+  load the guest's CR3, write an iret frame on this PCPU's ring-0 stack and run the
+  trampoline (pop gs/fs/es/ds; iretd) into ring 1 or 3.
+- Switching between domains: save / restore the whole CPU context (FPU included)
+  and flush the soft TLB, which is not part of a context.
+- Every `int n` and every fault reaches `on_interrupt` (Unicorn never uses the
+  IDT); hypercalls are handled inside the hook and the guest continues, anything
+  that needs the PCPU loop records an exit and stops the slice.
+- A fault consumed by the hook leaves QEMU's "exception in progress" field set, and
+  the next fault is then lost silently (measured: the run just ends at the faulting
+  instruction). `reset_fault_state` clears it by patching that field in a saved
+  context; its offset is found and verified at start-up by `_calibrate`.
+"""
+from __future__ import annotations
+
+import ctypes
+import struct
+
+from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_HOOK_INTR, UC_MODE_32, UC_PROT_ALL, Uc, UcError
+from unicorn import x86_const as R
+from unicorn.unicorn_py3.arch.intel import HOOK_INSN_CPUID_CFUNC
+from unicorn.unicorn_py3.unicorn import uccallback
+
+from smpxen.arch import x86
+from smpxen.shm.boot import PROBE_LOOP_INSTRUCTIONS, TRAMPOLINE_FRAME
+from smpxen.shm.layout import HV_EXIT_VA, HV_GDT_VA, HV_TRAMPOLINE_VA
+from smpxen.xen import arch_x86_32 as A
+
+GDT_LIMIT = (A.LAST_RESERVED_GDT_ENTRY + 1) * 8 - 1
+BOOT_CR0 = x86.CR0_PG | x86.CR0_WP | x86.CR0_ET | x86.CR0_PE
+_frame = struct.Struct(f"<{len(TRAMPOLINE_FRAME)}I")
+
+GPRS = (R.UC_X86_REG_EAX, R.UC_X86_REG_EBX, R.UC_X86_REG_ECX, R.UC_X86_REG_EDX,
+        R.UC_X86_REG_ESI, R.UC_X86_REG_EDI, R.UC_X86_REG_EBP)
+HYPERCALL_ARGS = (R.UC_X86_REG_EAX, R.UC_X86_REG_EBX, R.UC_X86_REG_ECX,
+                  R.UC_X86_REG_EDX, R.UC_X86_REG_ESI, R.UC_X86_REG_EDI)
+
+
+class CoreSetupError(RuntimeError):
+    pass
+
+
+class CpuCore:
+    def __init__(self, ram, layout, index: int, probes: dict[str, int]):
+        self.ram = ram
+        self.layout = layout
+        self.index = index
+        self.probes = probes
+        self.stack_pa = layout.stack_mfn(index) << 12
+        self.stack_va = layout.stack_va(index)
+        uc = self.uc = Uc(UC_ARCH_X86, UC_MODE_32)
+        uc.mem_map_ptr(0, ram.size, UC_PROT_ALL, ram.address)
+        uc.reg_write(R.UC_X86_REG_GDTR, (0, HV_GDT_VA, GDT_LIMIT, 0))
+        uc.reg_write(R.UC_X86_REG_CR3, layout.idle_pd_mfn << 12)
+        uc.reg_write(R.UC_X86_REG_CR0, BOOT_CR0)
+        uc.reg_write(R.UC_X86_REG_CS, A.HYPERVISOR_CS)
+        uc.reg_write(R.UC_X86_REG_SS, A.HYPERVISOR_DS)
+        uc.reg_write(R.UC_X86_REG_DS, A.HYPERVISOR_DS)
+        uc.reg_write(R.UC_X86_REG_ES, A.HYPERVISOR_DS)
+        self.ring0 = uc.context_save()
+        # Set by the PCPU loop: called as on_interrupt(vector, eip, cpl).
+        self.on_interrupt = None
+        self.on_rdtsc = None          # () -> 64-bit cycle count
+        self.cpuid_leaf1 = None       # (eax, ebx, ecx, edx) with our APIC id
+        self._fault_state_offset = None
+        self._install_hooks()
+        self._calibrate()
+
+    # ---- hooks -------------------------------------------------------------
+    def _install_hooks(self) -> None:
+        uc = self.uc
+        uc.hook_add(UC_HOOK_INTR, self._hook_intr)
+
+        @uccallback(uc, HOOK_INSN_CPUID_CFUNC)
+        def rdtsc_cb(_uc, _key):
+            value = self.on_rdtsc()
+            uc.reg_write(R.UC_X86_REG_EAX, value & 0xFFFFFFFF)
+            uc.reg_write(R.UC_X86_REG_EDX, (value >> 32) & 0xFFFFFFFF)
+            return 1   # skip the instruction: we produced its result
+
+        @uccallback(uc, HOOK_INSN_CPUID_CFUNC)
+        def cpuid_cb(_uc, _key):
+            if self.cpuid_leaf1 is None or uc.reg_read(R.UC_X86_REG_EAX) != 1:
+                return 0   # let the emulated CPU answer
+            a, b, c, d = self.cpuid_leaf1
+            uc.reg_write(R.UC_X86_REG_EAX, a)
+            uc.reg_write(R.UC_X86_REG_EBX, b)
+            uc.reg_write(R.UC_X86_REG_ECX, c)
+            uc.reg_write(R.UC_X86_REG_EDX, d)
+            return 1
+
+        # The Python binding only wraps CPUID hooks; RDTSC uses the same C signature.
+        self._keep = (rdtsc_cb, cpuid_cb)
+        uc._Uc__do_hook_add(UC_HOOK_INSN, rdtsc_cb, 1, 0, R.UC_X86_INS_RDTSC)
+        uc._Uc__do_hook_add(UC_HOOK_INSN, cpuid_cb, 1, 0, R.UC_X86_INS_CPUID)
+
+    def _hook_intr(self, uc, vector, _user):
+        eip = uc.reg_read(R.UC_X86_REG_EIP)
+        cpl = uc.reg_read(R.UC_X86_REG_CS) & 3
+        self.on_interrupt(vector, eip, cpl)
+
+    # ---- start-up probes -----------------------------------------------------
+    def _run_probe(self, addr: int) -> list:
+        seen = []
+
+        def record(vector, eip, cpl):
+            seen.append((vector, eip, cpl))
+            self.uc.emu_stop()
+        self.on_interrupt = record
+        self.uc.emu_start(addr, HV_EXIT_VA)
+        return seen
+
+    def _calibrate(self) -> None:
+        uc = self.uc
+        # CPUID leaf 1 as the emulated CPU answers it, with our APIC id in EBX[31:24].
+        self.on_rdtsc = lambda: 0
+        self._run_probe(self.probes["probe_cpuid"])
+        a, b, c, d = (uc.reg_read(r) for r in (R.UC_X86_REG_EAX, R.UC_X86_REG_EBX,
+                                              R.UC_X86_REG_ECX, R.UC_X86_REG_EDX))
+        self.cpuid_leaf1 = (a, (b & 0x00FFFFFF) | (self.index << 24), c, d)
+        # Find the exception-state field: -1 before a fault, the vector after.
+        uc.context_restore(self.ring0)
+        before = bytes(uc.context_save())
+        first = self._run_probe(self.probes["probe_fault"])
+        after = bytes(uc.context_save())
+        if not first or first[0][0] != x86.PF:
+            raise CoreSetupError(f"start-up fault probe saw {first!r}, expected a page fault")
+        candidates = [off for off in range(0, len(before) - 3, 4)
+                      if before[off:off + 4] == b"\xff\xff\xff\xff" and after[off:off + 4] != before[off:off + 4]
+                      and int.from_bytes(after[off:off + 4], "little") < 32]
+        for off in candidates:
+            self._fault_state_offset = off
+            self.reset_fault_state()
+            uc.reg_write(R.UC_X86_REG_EIP, self.probes["probe_fault"])
+            again = self._run_probe(self.probes["probe_fault"])
+            if again and again[0][0] == x86.PF:
+                uc.context_restore(self.ring0)
+                return
+        raise CoreSetupError("cannot locate Unicorn's exception-state field; "
+                             f"this Unicorn build is not supported (candidates {candidates})")
+
+    def measure_rate(self) -> float:
+        """Instructions per second this core runs an ALU loop at (for estimates)."""
+        import time
+        self.uc.context_restore(self.ring0)
+        self._run_probe(self.probes["probe_loop"])      # translate once
+        self.uc.context_restore(self.ring0)
+        t = time.perf_counter()
+        self._run_probe(self.probes["probe_loop"])
+        dt = time.perf_counter() - t
+        self.uc.context_restore(self.ring0)
+        return PROBE_LOOP_INSTRUCTIONS / dt
+
+    def reset_fault_state(self) -> None:
+        ctx = self.uc.context_save()
+        addr = ctypes.cast(ctx.context, ctypes.c_void_p).value
+        ctypes.memmove(addr + self._fault_state_offset, b"\xff\xff\xff\xff", 4)
+        self.uc.context_restore(ctx)
+
+    # ---- entering and leaving guests ------------------------------------------
+    def enter(self, cr3: int, regs: dict) -> int:
+        """Prepare a fresh entry into a guest: returns the address to start at.
+        regs holds eip, cs, eflags, esp, ss, ds, es, fs, gs and any GPRs."""
+        uc = self.uc
+        uc.context_restore(self.ring0)
+        uc.reg_write(R.UC_X86_REG_CR3, cr3)      # also flushes the soft TLB
+        frame = _frame.pack(*(regs[name] for name in TRAMPOLINE_FRAME))
+        self.ram.write(self.stack_pa + 4096 - _frame.size, frame)
+        uc.reg_write(R.UC_X86_REG_ESP, self.stack_va + 4096 - _frame.size)
+        for name, reg in (("eax", R.UC_X86_REG_EAX), ("ebx", R.UC_X86_REG_EBX),
+                          ("ecx", R.UC_X86_REG_ECX), ("edx", R.UC_X86_REG_EDX),
+                          ("esi", R.UC_X86_REG_ESI), ("edi", R.UC_X86_REG_EDI),
+                          ("ebp", R.UC_X86_REG_EBP)):
+            uc.reg_write(reg, regs.get(name, 0))
+        return HV_TRAMPOLINE_VA
+
+    def save(self):
+        return self.uc.context_save()
+
+    def restore(self, ctx) -> int:
+        """Switch to a saved guest context; returns its EIP."""
+        self.uc.context_restore(ctx)
+        self.uc.ctl_flush_tlb()
+        return self.uc.reg_read(R.UC_X86_REG_EIP)
+
+    def run(self, start: int) -> None:
+        """Run until the hook stops the slice, another thread calls stop(), or an error."""
+        self.uc.emu_start(start, HV_EXIT_VA)
+
+    def stop(self) -> None:
+        self.uc.emu_stop()
+
+    # ---- register access ---------------------------------------------------
+    def eip(self) -> int:
+        return self.uc.reg_read(R.UC_X86_REG_EIP)
+
+    def set_eip(self, value: int) -> None:
+        self.uc.reg_write(R.UC_X86_REG_EIP, value)
+
+    def cr3(self) -> int:
+        return self.uc.reg_read(R.UC_X86_REG_CR3)
+
+    def cr2(self) -> int:
+        return self.uc.reg_read(R.UC_X86_REG_CR2)
+
+    def hypercall_args(self) -> tuple:
+        rr = self.uc.reg_read
+        return tuple(rr(r) for r in HYPERCALL_ARGS)
+
+    def set_result(self, value: int) -> None:
+        self.uc.reg_write(R.UC_X86_REG_EAX, value & 0xFFFFFFFF)
+
+    def flush_tlb(self) -> None:
+        self.uc.ctl_flush_tlb()
+
+    def flush_translations(self) -> None:
+        """Drop every translated block (code in RAM changed behind the core's back)."""
+        self.uc.ctl_flush_tb()
+
+
+__all__ = ["CpuCore", "CoreSetupError", "UcError"]

@@ -1,0 +1,335 @@
+"""The PCPU process's main loop: run the current domain in slices, handle what
+stopped each slice (a hypercall that reschedules, a trap, an IPI, the slice
+deadline), and talk to the machine and the other PCPUs over ZeroMQ."""
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import time
+
+import psutil
+import zmq
+
+from smpxen.hv.dispatch import do_hypercall
+from smpxen.hv.guestmem import GuestMemory
+from smpxen.ipc import endpoints, messages as M
+from smpxen.pcpu.core import CpuCore, UcError
+from smpxen.pcpu.hvctx import HvContext
+from smpxen.pcpu.vcpu import Vcpu
+from smpxen.pcpu.watcher import Watcher
+from smpxen.arch import x86
+from smpxen.sched.core import SchedCore
+from smpxen.shm.domains import DS_CRASHED, DS_SHUTDOWN, DomainTable
+from smpxen.shm.frametable import FrameTable
+from smpxen.shm.layout import Layout
+from smpxen.shm.locks import Locks
+from smpxen.shm.ram import MachineRAM
+from smpxen.timekeeping.cycles import CycleCounter
+from smpxen.xen import arch_x86_32 as A
+from smpxen.xen.hypercall import HYPERCALL_VECTOR
+from smpxen.xen.structs import SharedInfo
+from smpxen.xen.xen import SHUTDOWN_NAMES
+
+EXIT_RESCHED = "resched"
+PING_COUNT = 32
+INITIAL_EFLAGS = x86.EFLAGS_IF | x86.EFLAGS_RESERVED1
+
+
+class Pcpu:
+    def __init__(self, boot: dict):
+        self.index = boot["index"]
+        self.nr_pcpus = boot["nr_pcpus"]
+        self.tag = boot["tag"]
+        self.epoch_ns = boot["epoch_ns"]
+        self.console_io_for_all = boot["console_io"] == "all"
+        self.ram = MachineRAM.attach(boot["fd"], boot["ram_bytes"])
+        self.layout = Layout.compute(boot["ram_bytes"], self.nr_pcpus)
+        self.locks = Locks(self.ram.fd)
+        self.frames = FrameTable(self.ram, self.layout, self.locks)
+        self.domains = DomainTable(self.ram, self.layout)
+        clock = boot["clock"]
+        self.tsc = CycleCounter(clock["freq_hz"], clock["offset_cycles"], clock["drift_ppm"],
+                                origin_ns=self.epoch_ns)
+        self.core = CpuCore(self.ram, self.layout, self.index, boot["probes"])
+        self.instr_rate = self.core.measure_rate()
+        self.core.on_interrupt = self._on_interrupt
+        self.core.on_rdtsc = lambda: self.tsc.read(time.monotonic_ns())
+        self.mem = GuestMemory(self.ram, self.layout.nr_frames)
+        self.hv = HvContext(self)
+        self.sched = SchedCore(cpu=self.index, now=self.now())
+        self.vcpus: dict[int, Vcpu] = {}
+        self.current: Vcpu | None = None
+        self.resume_eip = 0
+        self.exit = None
+        self.halted = False
+        self.started = False
+
+        self.zctx = zmq.Context(io_threads=1)
+        inbox = endpoints.bind_inbox(self.zctx, endpoints.pcpu_endpoint(self.tag, self.index))
+        self.to_machine = endpoints.connect_outbox(self.zctx, endpoints.machine_endpoint(self.tag))
+        self.peers: dict[int, zmq.Socket] = {}
+        self.watcher = Watcher(inbox, self.core.stop)
+
+        self.counts = {"hypercalls": 0, "slices": 0, "switches": 0, "traps": 0,
+                       "ipis_sent": {}, "ipis_received": {}}
+        self.emulated_s = 0.0
+        self.ipi_rtt_us: list[float] = []
+        self._call_seq = 0
+        self._replies: dict[int, object] = {}
+
+    # ---- time ------------------------------------------------------------------
+    def now(self) -> int:
+        """System time in ns. Until the time models land this is the platform
+        (host monotonic) time since the machine's epoch."""
+        return time.monotonic_ns() - self.epoch_ns
+
+    def _host_deadline(self, stime: int | None) -> int | None:
+        return None if stime is None else stime + self.epoch_ns
+
+    # ---- messaging ---------------------------------------------------------------
+    def send_machine(self, *parts) -> None:
+        self.to_machine.send(M.encode(*parts))
+
+    def send_console(self, domid: int, data: bytes) -> None:
+        self.send_machine(M.CONSOLE, self.index, domid, data)
+
+    def send_ipi(self, target: int, kind: str, *payload) -> None:
+        sock = self.peers.get(target)
+        if sock is None:
+            sock = self.peers[target] = endpoints.connect_outbox(
+                self.zctx, endpoints.pcpu_endpoint(self.tag, target))
+        sock.send(M.encode(kind, self.index, *payload))
+        sent = self.counts["ipis_sent"]
+        sent[kind] = sent.get(kind, 0) + 1
+
+    def call_remote(self, target: int, function: str, args=(), timeout: float = 5.0):
+        """Run `function` on PCPU `target` and wait for its result, serving our own
+        inbox meanwhile (the target may be calling us at the same time)."""
+        self._call_seq += 1
+        seq = self._call_seq
+        self.send_ipi(target, M.IPI_CALL, seq, function, list(args))
+        give_up = time.monotonic() + timeout
+        while seq not in self._replies:
+            if time.monotonic() > give_up:
+                raise TimeoutError(f"pcpu{target} did not answer {function}")
+            self.watcher.wake.wait(0.05)
+            self.watcher.wake.clear()
+            self.handle_messages()
+        return self._replies.pop(seq)
+
+    REMOTE_FUNCTIONS = {"ping": lambda self: None}
+
+    def handle_messages(self) -> None:
+        queue = self.watcher.queue
+        while queue:
+            msg = queue.popleft()
+            kind, src = msg[0], msg[1]
+            if kind in M.IPI_KINDS:
+                got = self.counts["ipis_received"]
+                got[kind] = got.get(kind, 0) + 1
+            if kind == M.IPI_CALL:
+                seq, function, args = msg[2], msg[3], msg[4]
+                result = self.REMOTE_FUNCTIONS[function](self, *args)
+                self.send_ipi(src, M.IPI_REPLY, seq, result)
+            elif kind == M.IPI_REPLY:
+                self._replies[msg[2]] = msg[3]
+            elif kind == M.IPI_EVENT_CHECK:
+                pass   # waking up was the point
+            elif kind == M.START:
+                self._start(msg[2])
+            elif kind == M.HALT:
+                self.halted = True
+            else:
+                raise RuntimeError(f"unexpected message {kind!r} from {src}")
+
+    # ---- domains ---------------------------------------------------------------
+    def _start(self, spec: dict) -> None:
+        now = self.now()
+        for domid in spec["domains"]:
+            info = self.domains.find(domid)
+            shared = SharedInfo.from_buffer(self.ram.mem, info.shared_info_mfn << 12)
+            self.vcpus[domid] = Vcpu(domid, info, shared)
+            self.sched.add_domain(domid, now, paused=True)
+            self.sched.ctrl_unpause(domid, now)
+        self.started = True
+        if self.nr_pcpus > 1 and spec.get("measure_ipi", True):
+            peer = (self.index + 1) % self.nr_pcpus
+            for _ in range(PING_COUNT):
+                t = time.perf_counter_ns()
+                self.call_remote(peer, "ping")
+                self.ipi_rtt_us.append((time.perf_counter_ns() - t) / 1000)
+
+    def yield_current(self) -> None:
+        self.sched.yield_(self.current.domid, self.now())
+        self.exit = EXIT_RESCHED
+
+    def block_current(self) -> None:
+        self.sched.block(self.current.domid, self.now())
+        self.exit = EXIT_RESCHED
+
+    def end_domain(self, vcpu: Vcpu, how: str, code: int, detail: str) -> None:
+        if vcpu.ended:
+            return
+        vcpu.ended = how
+        vcpu.detail = detail
+        now = self.now()
+        if how == "shutdown":
+            vcpu.info.state = DS_SHUTDOWN
+            vcpu.info.shutdown_code = code
+            self.sched.mark_shutdown(vcpu.domid, now)
+            detail = detail or SHUTDOWN_NAMES.get(code, f"reason {code}")
+        else:
+            vcpu.info.state = DS_CRASHED
+            self.sched.mark_crashed(vcpu.domid, now)
+        self.send_machine(M.DOMAIN_ENDED, self.index, vcpu.domid, how, code, detail)
+        if vcpu is self.current:
+            self.exit = EXIT_RESCHED
+
+    def _switch_to(self, nxt: Vcpu | None) -> None:
+        prev = self.current
+        if prev is not None and not prev.ended:
+            prev.context = self.core.save()
+        self.current = nxt
+        self.counts["switches"] += 1
+        if nxt is None:
+            return
+        nxt.pcpus_ran.add(self.index)
+        if nxt.context is None:
+            info = nxt.info
+            ds = A.FLAT_RING1_DS
+            self.resume_eip = self.core.enter(info.pt_base_mfn << 12, dict(
+                eip=info.entry_eip, cs=A.FLAT_RING1_CS, eflags=INITIAL_EFLAGS,
+                esp=info.entry_esp, ss=ds, ds=ds, es=ds, fs=ds, gs=ds,
+                esi=info.start_info_va))
+        else:
+            self.resume_eip = self.core.restore(nxt.context)
+            nxt.context = None
+        self.mem.cr3 = self.core.cr3() if nxt.context is not None else nxt.info.pt_base_mfn << 12
+
+    def reschedule(self) -> None:
+        now = self.now()
+        prev = self.current
+        nxt_id, _deadline = self.sched.schedule(now, self._event_pending)
+        nxt = self.vcpus.get(nxt_id) if nxt_id is not None else None
+        if nxt is not prev:
+            self._switch_to(nxt)
+        for v in [v for v in self.vcpus.values() if v.ended and v is not self.current]:
+            if self.sched.has_domain(v.domid):
+                self.sched.remove_domain(v.domid)
+
+    def _event_pending(self, domid: int) -> bool:
+        v = self.vcpus[domid]
+        vd = v.shared.vcpu_data[0]
+        return bool(vd.evtchn_upcall_pending and not vd.evtchn_upcall_mask)
+
+    # ---- the hook ------------------------------------------------------------------
+    def _on_interrupt(self, vector: int, eip: int, cpl: int) -> None:
+        if vector == HYPERCALL_VECTOR and cpl == 1:
+            core = self.core
+            args = core.hypercall_args()
+            self.counts["hypercalls"] += 1
+            self.current.hypercalls += 1
+            core.set_result(do_hypercall(self.hv, *args))
+            if self.exit is not None:
+                core.stop()
+            return
+        self.exit = ("trap", vector, eip, cpl)
+        self.core.stop()
+
+    def _handle_trap(self, vector: int, eip: int, cpl: int) -> None:
+        self.counts["traps"] += 1
+        v = self.current
+        what = x86.exception_name(vector)
+        if vector == x86.PF:
+            what += f" at {self.core.cr2():#010x}"
+        if cpl == 0:
+            detail = f"{what} while entering the guest (bad segment or iret frame)"
+        else:
+            detail = f"unhandled {what} at eip {eip:#010x} (ring {cpl})"
+        self.end_domain(v, "crashed", vector, detail)
+
+    # ---- main loop ------------------------------------------------------------------
+    def run_slice(self) -> None:
+        v = self.current
+        w = self.watcher
+        self.exit = None
+        w.deadline_ns = self._host_deadline(self.sched.next_deadline())
+        w.running = True
+        if w.queue:
+            w.running = False
+            return
+        t = time.perf_counter()
+        try:
+            self.core.run(self.resume_eip)
+        except UcError as e:
+            self.exit = ("error", str(e))
+        finally:
+            w.running = False
+        self.emulated_s += time.perf_counter() - t
+        self.counts["slices"] += 1
+        v.slices += 1
+        self.resume_eip = self.core.eip()
+        ex = self.exit
+        if ex is None or ex == EXIT_RESCHED:
+            return
+        if ex[0] == "trap":
+            self._handle_trap(*ex[1:])
+        elif ex[0] == "error":
+            self.end_domain(v, "crashed", -1, f"emulation error at eip {self.resume_eip:#010x}: {ex[1]}")
+
+    def serve(self) -> None:
+        self.watcher.start()
+        self.send_machine(M.ONLINE, self.index, os.getpid())
+        w = self.watcher
+        while not self.halted:
+            self.handle_messages()
+            if self.halted:
+                break
+            if not self.started:
+                w.wake.wait(0.05)
+                w.wake.clear()
+                continue
+            if self.sched.poll(self.now()):
+                self.reschedule()
+            if self.current is None:
+                deadline = self.sched.next_deadline()
+                timeout = 0.05 if deadline is None else max(0.0, min(0.05, (deadline - self.now()) / 1e9))
+                if not w.queue:
+                    w.wake.wait(timeout)
+                w.wake.clear()
+                continue
+            self.run_slice()
+        self.send_machine(M.STATS, self.index, self.stats())
+
+    def stats(self) -> dict:
+        proc = psutil.Process()
+        cpu = proc.cpu_times()
+        rtt = sorted(self.ipi_rtt_us)
+        return {
+            "index": self.index,
+            "pid": os.getpid(),
+            "hypercalls": self.counts["hypercalls"],
+            "traps": self.counts["traps"],
+            "slices": self.counts["slices"],
+            "domain_switches": self.counts["switches"],
+            "ipis_sent": self.counts["ipis_sent"],
+            "ipis_received": self.counts["ipis_received"],
+            "ipi_rtt_us": {"samples": len(rtt), "median": statistics.median(rtt) if rtt else None,
+                           "min": rtt[0] if rtt else None, "max": rtt[-1] if rtt else None},
+            "emulated_s": round(self.emulated_s, 6),
+            "guest_instructions": None,
+            "guest_instructions_estimate": int(self.emulated_s * self.instr_rate),
+            "guest_instructions_estimate_method":
+                "emulated seconds x this core's measured ALU-loop rate (an upper bound)",
+            "alu_loop_rate_mips": round(self.instr_rate / 1e6, 1),
+            "host_cpu_s": round(cpu.user + cpu.system, 3),
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "rss_bytes": proc.memory_info().rss,
+            "domains": {d: {"hypercalls": v.hypercalls, "slices": v.slices}
+                        for d, v in self.vcpus.items()},
+        }
+
+    def close(self) -> None:
+        self.watcher.close()
+        self.zctx.destroy(linger=1000)

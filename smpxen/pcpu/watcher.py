@@ -1,0 +1,57 @@
+"""The PCPU's watcher thread: it owns the PCPU's inbox socket, queues every
+message for the main thread, and stops the running emulation slice when a message
+arrives or the main thread's deadline passes (DESIGN.md invariant 4: emu_stop from
+another thread works, because emu_start releases the GIL).
+
+The race this handles: the main thread may call emu_start just after the watcher
+called emu_stop (which Unicorn ignores when no emulation is running). So while a
+message is unconsumed or the deadline has passed, the watcher repeats the stop
+every millisecond until the main thread clears `running`."""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+
+import zmq
+
+from smpxen.ipc import messages as M
+
+POLL_MS = 1
+
+
+class Watcher(threading.Thread):
+    def __init__(self, inbox: zmq.Socket, stop_core, clock_ns=time.monotonic_ns):
+        super().__init__(name="pcpu-watcher", daemon=True)
+        self.inbox = inbox
+        self.stop_core = stop_core
+        self.clock_ns = clock_ns
+        self.queue: collections.deque = collections.deque()
+        self.wake = threading.Event()
+        self.running = False         # main thread: inside emu_start
+        self.deadline_ns = None      # host monotonic ns at which to stop the slice
+        self.received = 0
+        self._done = False
+
+    def run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.inbox, zmq.POLLIN)
+        while not self._done:
+            events = poller.poll(POLL_MS)
+            if events:
+                while True:
+                    try:
+                        data = self.inbox.recv(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    self.queue.append(M.decode(data))
+                    self.received += 1
+                self.wake.set()
+            if self.running:
+                deadline = self.deadline_ns
+                if self.queue or (deadline is not None and self.clock_ns() >= deadline):
+                    self.stop_core()
+
+    def close(self) -> None:
+        self._done = True
+        self.join(timeout=1)

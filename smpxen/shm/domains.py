@@ -1,0 +1,72 @@
+"""The domain table: the hypervisor's shared record of every domain, in the
+hypervisor region so any PCPU (and the machine process) can read it. A domain's
+record is written by the machine while the domain is built or destroyed and by the
+PCPU that runs it otherwise."""
+from __future__ import annotations
+
+import ctypes
+
+u8, u16, u32, s32, u64 = ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint32, ctypes.c_int32, ctypes.c_uint64
+
+# DomainInfo.state
+DS_FREE = 0
+DS_BUILDING = 1
+DS_RUNNING = 2        # constructed; scheduled by its PCPU
+DS_SHUTDOWN = 3
+DS_CRASHED = 4
+DS_DYING = 5
+
+
+class DomainInfo(ctypes.LittleEndianStructure):
+    _pack_ = 1
+    _fields_ = [
+        ("state", u8),
+        ("privileged", u8),
+        ("shutdown_code", u8),
+        ("_pad0", u8),
+        ("domid", u16),
+        ("_pad1", u16),
+        ("flags", u32),               # Xen DF_* bits (smpxen.sched.flags)
+        ("processor", s32),           # PCPU the domain is assigned to
+        ("tot_pages", u32),
+        ("max_pages", u32),
+        ("shared_info_mfn", u32),
+        ("pt_base_mfn", u32),         # initial page directory
+        ("entry_eip", u32),
+        ("entry_esp", u32),
+        ("start_info_va", u32),
+        ("vm_assist", u32),
+        ("cpu_time_ns", u64),
+        ("name", ctypes.c_char * 32),
+    ]
+
+
+class DomainTable:
+    def __init__(self, ram, layout):
+        from smpxen.shm.layout import MAX_DOMAINS
+        self.slots = (DomainInfo * MAX_DOMAINS).from_buffer(ram.mem, layout.domtable_mfn << 12)
+        self.max = MAX_DOMAINS
+
+    def find(self, domid: int) -> DomainInfo | None:
+        for d in self.slots:
+            if d.state != DS_FREE and d.domid == domid:
+                return d
+        return None
+
+    def slot_of(self, domid: int) -> int:
+        for i, d in enumerate(self.slots):
+            if d.state != DS_FREE and d.domid == domid:
+                return i
+        raise KeyError(domid)
+
+    def allocate(self, domid: int) -> DomainInfo:
+        for d in self.slots:
+            if d.state == DS_FREE:
+                ctypes.memset(ctypes.addressof(d), 0, ctypes.sizeof(d))
+                d.domid = domid
+                d.state = DS_BUILDING
+                return d
+        raise RuntimeError(f"domain table full ({self.max} domains)")
+
+    def live(self):
+        return [d for d in self.slots if d.state != DS_FREE]

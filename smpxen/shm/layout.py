@@ -1,0 +1,117 @@
+"""Where things live in machine RAM.
+
+Physical frames [0, hv_frames) form the reserved hypervisor region; the rest is the
+free pool domains are built from. Everything a guest can see or the PCPUs must
+share is here, so every PCPU process reads the same state:
+
+  frame 0                 MachineHeader (global hypervisor state)
+  gdt                     Xen's default GDT (the 40 reserved entries)
+  trampoline              ring-0 code the PCPUs use to enter a guest (pop segs; iretd)
+  ring-0 stacks           one page per PCPU, holding the iret frame
+  hv_l1                   L1 mapping gdt/trampoline/stacks read-only at PAGE_OFFSET
+  idle_pd                 page directory with only the hypervisor slots (idle CPU)
+  m2p_l1                  L1 mapping the machine->phys table read-only at 0xFC000000
+  m2p                     machine_to_phys_mapping: one u32 per frame
+  frame table             one FrameInfo per frame (owner, counts, type, flush stamp)
+  domain table            one DomainInfo per domain slot
+  event channels          one table of NR_EVENT_CHANNELS ports per domain slot
+
+Guests map none of this writable; only the M2P table and the read-only entry
+machinery are mapped at all (through Xen's L2 slots 1008..1023)."""
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+
+from smpxen.xen.arch_x86_32 import MACH2PHYS_VIRT_START, PAGE_OFFSET, PAGE_SIZE
+
+MAX_PCPUS = 64
+MAX_DOMAINS = 128
+EVTCHN_ENTRY_SIZE = 8
+NR_EVENT_CHANNELS = 1024
+
+# Virtual addresses of the hypervisor pages inside every address space.
+HV_GDT_VA = PAGE_OFFSET                      # 0xFC400000
+HV_TRAMPOLINE_VA = PAGE_OFFSET + 0x1000
+HV_STACKS_VA = PAGE_OFFSET + 0x2000          # + index * PAGE_SIZE
+HV_EXIT_VA = HV_TRAMPOLINE_VA + 0xFF0        # emu_start's "until": never executed
+
+
+def pages(nbytes: int) -> int:
+    return (nbytes + PAGE_SIZE - 1) // PAGE_SIZE
+
+
+@dataclass(frozen=True)
+class Layout:
+    ram_bytes: int
+    nr_pcpus: int
+    nr_frames: int
+    header_mfn: int
+    gdt_mfn: int
+    trampoline_mfn: int
+    stacks_mfn: int
+    hv_l1_mfn: int
+    idle_pd_mfn: int
+    m2p_l1_mfn: int
+    m2p_mfn: int
+    m2p_frames: int
+    frametable_mfn: int
+    frametable_frames: int
+    domtable_mfn: int
+    domtable_frames: int
+    evtchn_mfn: int
+    evtchn_frames: int
+    hv_frames: int          # first frame of the free pool
+
+    @classmethod
+    def compute(cls, ram_bytes: int, nr_pcpus: int, check: bool = True) -> "Layout":
+        from smpxen.shm.frametable import FrameInfo
+        from smpxen.shm.domains import DomainInfo
+        if not 1 <= nr_pcpus <= MAX_PCPUS:
+            raise ValueError(f"nr_pcpus must be 1..{MAX_PCPUS}")
+        nr_frames = ram_bytes // PAGE_SIZE
+        cur = 0
+
+        def take(n):
+            nonlocal cur
+            start = cur
+            cur += n
+            return start
+
+        header = take(1)
+        gdt = take(1)
+        tramp = take(1)
+        stacks = take(nr_pcpus)
+        hv_l1 = take(1)
+        idle_pd = take(1)
+        m2p_l1 = take(1)
+        m2p_frames = pages(nr_frames * 4)
+        m2p = take(m2p_frames)
+        ft_frames = pages(nr_frames * ctypes.sizeof(FrameInfo))
+        ft = take(ft_frames)
+        dt_frames = pages(MAX_DOMAINS * ctypes.sizeof(DomainInfo))
+        dt = take(dt_frames)
+        ev_frames = pages(MAX_DOMAINS * NR_EVENT_CHANNELS * EVTCHN_ENTRY_SIZE)
+        ev = take(ev_frames)
+        if check and cur + 16 > nr_frames:
+            raise ValueError(f"{ram_bytes >> 20} MiB of RAM cannot hold the hypervisor region")
+        return cls(ram_bytes, nr_pcpus, nr_frames, header, gdt, tramp, stacks, hv_l1, idle_pd,
+                   m2p_l1, m2p, m2p_frames, ft, ft_frames, dt, dt_frames, ev, ev_frames, cur)
+
+    @staticmethod
+    def reserve_bytes(nr_pcpus: int, ram_bytes: int) -> int:
+        """Bytes the hypervisor region takes (for config validation)."""
+        return Layout.compute(ram_bytes, nr_pcpus, check=False).hv_frames * PAGE_SIZE
+
+    def stack_mfn(self, pcpu: int) -> int:
+        return self.stacks_mfn + pcpu
+
+    def stack_va(self, pcpu: int) -> int:
+        return HV_STACKS_VA + pcpu * PAGE_SIZE
+
+    @property
+    def m2p_va(self) -> int:
+        return MACH2PHYS_VIRT_START
+
+    def to_args(self) -> list:
+        return [self.ram_bytes, self.nr_pcpus]
