@@ -97,6 +97,36 @@ line_putdec_loop:
     pop eax
     ret
 
+# line_putint(EAX = signed value): append it in decimal, with a '-' if negative.
+line_putint:
+    push eax
+    push esi
+    test eax, eax
+    jns line_putint_pos
+    mov esi, minus_sign
+    call line_puts
+    neg eax
+line_putint_pos:
+    call line_putdec
+    pop esi
+    pop eax
+    ret
+
+# report(ESI = label, EAX = signed value): print one "label=value" line.
+report:
+    call line_puts
+    push esi
+    mov esi, equals_sign
+    call line_puts
+    pop esi
+    call line_putint
+    push esi
+    mov esi, newline
+    call line_puts
+    pop esi
+    call line_flush
+    ret
+
 # line_flush: write the buffer through console_io and empty it.
 line_flush:
     push ecx
@@ -153,6 +183,9 @@ parse_done:
     pop ebx
     ret
 
+minus_sign: .asciz "-"
+equals_sign: .asciz "="
+newline: .asciz "\n"
 start_info_ptr: .long 0
 line_len: .long 0
 line_buf: .space 256
