@@ -20,6 +20,7 @@ import ctypes
 import struct
 
 from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_HOOK_INTR, UC_MODE_32, UC_PROT_ALL, Uc, UcError
+from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH
 from unicorn import x86_const as R
 from unicorn.unicorn_py3.arch.intel import HOOK_INSN_CPUID_CFUNC
 from unicorn.unicorn_py3.unicorn import uccallback
@@ -183,7 +184,7 @@ class CpuCore:
     def restore(self, ctx) -> int:
         """Switch to a saved guest context; returns its EIP."""
         self.uc.context_restore(ctx)
-        self.uc.ctl_flush_tlb()
+        self.flush_tlb()
         return self.uc.reg_read(R.UC_X86_REG_EIP)
 
     def run(self, start: int) -> None:
@@ -214,7 +215,8 @@ class CpuCore:
         self.uc.reg_write(R.UC_X86_REG_EAX, value & 0xFFFFFFFF)
 
     def flush_tlb(self) -> None:
-        self.uc.ctl_flush_tlb()
+        """Drop the soft TLB (not part of a saved context, so needed on every switch)."""
+        self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
 
     def flush_translations(self) -> None:
         """Drop every translated block (code in RAM changed behind the core's back)."""

@@ -205,7 +205,7 @@ class Pcpu:
         else:
             self.resume_eip = self.core.restore(nxt.context)
             nxt.context = None
-        self.mem.cr3 = self.core.cr3() if nxt.context is not None else nxt.info.pt_base_mfn << 12
+        self.mem.cr3 = self.core.cr3()
 
     def reschedule(self) -> None:
         now = self.now()
