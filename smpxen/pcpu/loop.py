@@ -224,9 +224,10 @@ class Pcpu:
         return bool(vd.evtchn_upcall_pending and not vd.evtchn_upcall_mask)
 
     # ---- the hook ------------------------------------------------------------------
-    def _on_interrupt(self, vector: int, eip: int, cpl: int) -> None:
+    def _on_interrupt(self, vector: int) -> None:
+        core = self.core
+        cpl = core.cpl()
         if vector == HYPERCALL_VECTOR and cpl == 1:
-            core = self.core
             args = core.hypercall_args()
             self.counts["hypercalls"] += 1
             self.current.hypercalls += 1
@@ -234,8 +235,8 @@ class Pcpu:
             if self.exit is not None:
                 core.stop()
             return
-        self.exit = ("trap", vector, eip, cpl)
-        self.core.stop()
+        self.exit = ("trap", vector, core.eip(), cpl)
+        core.stop()
 
     def _handle_trap(self, vector: int, eip: int, cpl: int) -> None:
         self.counts["traps"] += 1

@@ -1,6 +1,7 @@
 # spin: compute-bound. Runs the ALU loop below for N iterations (N = first number in
-# the command line, default 50 000 000; 4 instructions per iteration), prints the
-# checksum and the PCPU, then powers off. `smpxen bench` runs the same loop on raw
+# the command line, default 50 000 000; 4 instructions per iteration), prints how
+# many kilocycles (1024) of its PCPU's cycle counter the loop took, the checksum and
+# the PCPU, then powers off. `smpxen bench` runs the same loop on raw
 # Unicorn as its baseline.
 
 guest_main:
@@ -11,7 +12,10 @@ guest_main:
     jnz have_count
     mov eax, 50000000
 have_count:
-    mov ecx, eax
+    mov [iterations], eax
+    call rdtsc_k
+    mov [start_k], eax
+    mov ecx, [iterations]
     xor eax, eax
     xor edx, edx
 spin_loop:
@@ -21,6 +25,10 @@ spin_loop:
     jnz spin_loop
 spin_done:
     mov [checksum], edx
+    call rdtsc_k
+    sub eax, [start_k]
+    mov esi, t_kcycles
+    call report
     mov esi, msg_done
     call line_puts
     mov eax, [checksum]
@@ -36,6 +44,9 @@ spin_done:
     call shutdown
 
 checksum: .long 0
+iterations: .long 0
+start_k: .long 0
+t_kcycles: .asciz "loop_kcycles"
 msg_done: .asciz "spin done, checksum "
 msg_on_pcpu: .asciz " on pcpu "
 msg_newline: .asciz "\n"
