@@ -60,5 +60,25 @@ def up(cpus, config_path, report, timeout, quiet):
     sys.exit(status)
 
 
+@main.command()
+@click.option("--quick", is_flag=True, help="Smaller workloads (about 5x faster, noisier).")
+@click.option("--group", "groups", multiple=True,
+              help="Run only this benchmark group (repeatable). Default: all.")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Also write the JSON to this file.")
+def bench(quick, groups, out):
+    """Measure smpxen and print one JSON object (progress goes to stderr).
+
+    Every figure is compared with a baseline measured in the same run (raw
+    Unicorn running the same guest code), because shared machines are noisy.
+    The README documents every key."""
+    from smpxen.bench.cli import GROUPS, run_bench
+    unknown = [g for g in groups if g not in GROUPS]
+    if unknown:
+        raise click.BadParameter(f"unknown group(s) {', '.join(unknown)}; known: {', '.join(GROUPS)}",
+                                 param_hint="--group")
+    run_bench(groups or list(GROUPS), quick, out)
+
+
 if __name__ == "__main__":
     main()

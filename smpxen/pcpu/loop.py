@@ -317,6 +317,7 @@ class Pcpu:
             "ipis_sent": self.counts["ipis_sent"],
             "ipis_received": self.counts["ipis_received"],
             "ipi_rtt_us": {"samples": len(rtt), "median": statistics.median(rtt) if rtt else None,
+                           "p99": rtt[min(len(rtt) - 1, int(len(rtt) * 0.99))] if rtt else None,
                            "min": rtt[0] if rtt else None, "max": rtt[-1] if rtt else None},
             "emulated_s": round(self.emulated_s, 6),
             "guest_instructions": None,

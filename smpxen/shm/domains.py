@@ -38,6 +38,7 @@ class DomainInfo(ctypes.LittleEndianStructure):
         ("vm_assist", u32),
         ("cpu_time_ns", u64),
         ("name", ctypes.c_char * 32),
+        ("perdomain_pt_mfn", u32),    # hypervisor L1 of the PERDOMAIN slot (GDT/LDT shadow)
     ]
 
 

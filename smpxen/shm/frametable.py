@@ -50,7 +50,7 @@ class FrameInfo(ctypes.LittleEndianStructure):
         ("flags", u16),
         ("tlbflush_timestamp", u32),
         ("next_free", u32),
-        ("_pad", u32),
+        ("cpu_mask", u32),            # free frames: PCPUs (bit = index % 32) that may cache it
     ]
 
 
@@ -70,6 +70,7 @@ class MachineHeader(ctypes.LittleEndianStructure):
         ("next_domid", u32),
         ("_pad0", u32),
         ("tlbflush_time", u32 * 64),   # per PCPU: clock value at its last full flush
+        ("tbflush_time", u32 * 64),    # per PCPU: clock value at its last translation-cache flush
     ]
 
 

@@ -35,6 +35,13 @@ HV_GDT_VA = PAGE_OFFSET                      # 0xFC400000
 HV_TRAMPOLINE_VA = PAGE_OFFSET + 0x1000
 HV_STACKS_VA = PAGE_OFFSET + 0x2000          # + index * PAGE_SIZE
 HV_EXIT_VA = HV_TRAMPOLINE_VA + 0xFF0        # emu_start's "until": never executed
+# Xen's PERDOMAIN slot (config.h): a per-domain hypervisor L1 mapping the domain's
+# GDT frames (entries 0..15) and LDT shadow (16..31) read-only; its L2 slot is
+# filled per domain when an L2 is validated (smpxen.mm).
+PERDOMAIN_VIRT_START = 0xFF400000
+PERDOMAIN_SLOT = PERDOMAIN_VIRT_START >> 22  # 1021
+GDT_VIRT_START = PERDOMAIN_VIRT_START
+LDT_VIRT_START = GDT_VIRT_START + (16 << 12)
 
 
 def pages(nbytes: int) -> int:
