@@ -10,7 +10,8 @@ read-only mapping (measured: the process dies)."""
 from __future__ import annotations
 
 from smpxen.arch.x86 import DESC_ACCESSED
-from smpxen.xen.arch_x86_32 import FLAT_RING1_CS, LAST_RESERVED_GDT_ENTRY, PAGE_OFFSET, PAGE_SIZE
+from smpxen.xen.arch_x86_32 import (FIRST_RESERVED_GDT_ENTRY, FLAT_RING1_CS,
+                                    LAST_RESERVED_GDT_ENTRY, PAGE_OFFSET, PAGE_SIZE)
 
 _SEGMENT_P = 1 << 15
 _SEGMENT_DPL = 3 << 13
@@ -21,13 +22,13 @@ _CALL_GATE = 0xC00
 
 
 def valid_codesel(sel: int) -> bool:
-    """VALID_CODESEL (asm-x86/desc.h): FLAT_RING1_CS, or any selector with RPL != 0
-    that is not one of Xen's reserved GDT entries."""
+    """VALID_CODESEL (asm-x86/desc.h): FLAT_RING1_CS, or an RPL-1 selector that is
+    in the LDT or outside Xen's reserved GDT entries."""
     if sel == FLAT_RING1_CS:
         return True
-    if sel & 3 == 0:
-        return False
-    return (sel & 4) != 0 or (sel >> 3) > LAST_RESERVED_GDT_ENTRY or (sel >> 3) < 256
+    idx = sel >> 3
+    return sel & 3 == 1 and (idx < FIRST_RESERVED_GDT_ENTRY or idx > LAST_RESERVED_GDT_ENTRY
+                             or sel & 4 != 0)
 
 
 def check_descriptor(lo: int, hi: int) -> tuple[int, int] | None:
