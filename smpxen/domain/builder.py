@@ -15,11 +15,9 @@ import struct
 from dataclasses import dataclass
 
 from smpxen.guests.image import KernelImage
-from smpxen.shm.boot import hypervisor_l2_entries
+from smpxen.mm.memory import MM
 from smpxen.shm.domains import DS_RUNNING, DomainInfo
-from smpxen.shm.frametable import (FF_XEN_HEAP, PGC_allocated, PGT_l1_page_table,
-                                   PGT_l2_page_table, PGT_pinned, PGT_va_shift,
-                                   PGT_validated, PGT_writable_page, OutOfFrames)
+from smpxen.shm.frametable import FF_XEN_HEAP, OWNER_XEN, PGT_l2_page_table, OutOfFrames
 from smpxen.xen import arch_x86_32 as A
 from smpxen.xen.structs import SharedInfo, StartInfo
 from smpxen.xen.xen import (MAX_CMDLINE, SIF_INITDOMAIN, SIF_PRIVILEGED,
@@ -96,10 +94,16 @@ class DomainBuilder:
         try:
             mfns = self.ft.alloc(req.domid, nr_pages)
             shared_mfn = self.ft.alloc(req.domid, 1, flags=FF_XEN_HEAP)[0]
+            perdomain_mfn = self.ft.alloc(OWNER_XEN, 1)[0]
         except OutOfFrames as e:
             raise BuildError(f"domain {req.name}: not enough free machine memory ({e})") from None
-        for mfn in mfns + [shared_mfn]:
+        for mfn in mfns + [shared_mfn, perdomain_mfn]:
             self.ram.zero_frame(mfn)
+        d = self.dt.allocate(req.domid)
+        d.perdomain_pt_mfn = perdomain_mfn
+        d.processor = req.processor
+        d.tot_pages = nr_pages
+        d.max_pages = nr_pages
 
         v_start = plan["v_start"]
         pfn_of = lambda va: (va - v_start) // PAGE       # noqa: E731 (bootstrap region is linear)
@@ -129,12 +133,15 @@ class DomainBuilder:
             mfn = mfn_of(va)
             prot = L1_PROT & ~A._PAGE_RW if mfn in pt_mfns else L1_PROT
             l1_tables[va >> 22][(va >> 12) & 1023] = (mfn << 12) | prot
-        for slot, entry in hypervisor_l2_entries(self.layout).items():
-            l2[slot] = entry
         self.ram.write(l2_mfn << 12, struct.pack("<1024I", *l2))
         for slot, table in l1_tables.items():
             self.ram.write(l2[slot] & ~0xFFF, struct.pack("<1024I", *table))
-        self._account_page_tables(l2_mfn, l2, l1_tables)
+        # What Xen's builder does: validate and pin the L2 (which validates every
+        # L1 and types every frame they map), then take the base-pointer reference.
+        mm = MM(self.ft, self.ram, self.dt)
+        if not (mm.pin_table(l2_mfn, PGT_l2_page_table, req.domid)
+                and mm.get_page_and_type(l2_mfn, req.domid, PGT_l2_page_table)):
+            raise BuildError(f"domain {req.name}: bootstrap page tables failed validation")
 
         # start_info.
         si = StartInfo()
@@ -153,12 +160,8 @@ class DomainBuilder:
         shared.vcpu_data[0].evtchn_upcall_mask = 1
         del shared
 
-        d = self.dt.allocate(req.domid)
         d.name = req.name.encode()[:31]
         d.privileged = 1 if req.privileged else 0
-        d.processor = req.processor
-        d.tot_pages = nr_pages
-        d.max_pages = nr_pages
         d.shared_info_mfn = shared_mfn
         d.pt_base_mfn = l2_mfn
         d.entry_eip = image.entry
@@ -176,23 +179,3 @@ class DomainBuilder:
             n = min(PAGE - (cur & (PAGE - 1)), len(data) - off)
             self.ram.write((mfn_of(cur) << 12) | (cur & (PAGE - 1)), data[off:off + n])
             off += n
-
-    def _account_page_tables(self, l2_mfn, l2, l1_tables) -> None:
-        """Types and reference counts as if Xen had validated and pinned the L2."""
-        frames = self.ft.frames
-        with self.ft.locks.mm:
-            for slot, table in l1_tables.items():
-                l1_mfn = l2[slot] >> 12
-                for pte in table:
-                    if not pte & A._PAGE_PRESENT:
-                        continue
-                    f = frames[pte >> 12]
-                    f.count_info += 1
-                    if pte & A._PAGE_RW:
-                        f.type_info = PGT_writable_page | PGT_validated | ((f.type_info & 0x1FFFF) + 1)
-                f1 = frames[l1_mfn]
-                f1.count_info += 1
-                f1.type_info = PGT_l1_page_table | PGT_validated | (slot << PGT_va_shift) | 1
-            f2 = frames[l2_mfn]
-            f2.count_info = PGC_allocated | ((f2.count_info & 0x7FFFFFFF) + 2)   # pin + base pointer
-            f2.type_info = PGT_l2_page_table | PGT_validated | PGT_pinned | 2
