@@ -33,8 +33,28 @@ def write_config(directory: Path, text: str, name: str = "machine.toml") -> Path
     return path
 
 
+OWNER_ENV = "SMPXEN_TEST_OWNER"
+# pids of every machine process started through this module, for leak checks
+started_machines: list[int] = []
+
+
 def smpxen_command(*args) -> list[str]:
     return [sys.executable, "-m", "smpxen", *map(str, args)]
+
+
+def machine_env(env=None) -> dict:
+    """Environment for a machine started by a test: tagged with the test process's
+    pid so leak checks find exactly our processes (PCPUs inherit it)."""
+    env = dict(os.environ if env is None else env)
+    env[OWNER_ENV] = str(os.getpid())
+    return env
+
+
+def spawn_machine(*args, **kw) -> subprocess.Popen:
+    proc = subprocess.Popen(smpxen_command(*args), start_new_session=True,
+                            env=machine_env(kw.pop("env", None)), **kw)
+    started_machines.append(proc.pid)
+    return proc
 
 
 def kill_group(proc: subprocess.Popen) -> None:
@@ -53,9 +73,8 @@ def run_up(*args, report_dir: Path, timeout: float = 60.0, env=None) -> RunResul
     report = Path(report_dir) / "report.json"
     if report.exists():
         report.unlink()
-    proc = subprocess.Popen(smpxen_command("up", *args, "--report", report),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env=env)
+    proc = spawn_machine("up", *args, "--report", report, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

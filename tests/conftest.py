@@ -3,31 +3,39 @@ import os
 import psutil
 import pytest
 
+from smpxen import testing
 
-def _smpxen_processes():
-    me = os.getpid()
+
+def _our_processes():
+    """smpxen processes started by this test process (tagged through the environment;
+    PCPUs inherit the tag, so orphans are found too)."""
+    me = str(os.getpid())
     out = []
     for p in psutil.process_iter(["pid", "cmdline"]):
         try:
             cmd = " ".join(p.info["cmdline"] or [])
+            if "smpxen" not in cmd or p.info["pid"] == os.getpid():
+                continue
+            if p.environ().get(testing.OWNER_ENV) == me and p.status() != psutil.STATUS_ZOMBIE:
+                out.append((p.info["pid"], cmd[:100]))
         except psutil.Error:
             continue
-        if p.info["pid"] != me and ("smpxen.pcpu" in cmd or " -m smpxen up" in cmd):
-            out.append((p.info["pid"], cmd[:100]))
     return out
 
 
-def _shm_segments():
-    return sorted(n for n in os.listdir("/dev/shm") if n.startswith("smpxen-"))
+def _our_segments(pids):
+    prefixes = tuple(f"smpxen-{pid}-" for pid in pids)
+    return sorted(n for n in os.listdir("/dev/shm") if prefixes and n.startswith(prefixes))
 
 
 @pytest.fixture
 def no_leaks():
-    """Fails the test if it left smpxen processes or /dev/shm segments behind."""
-    before_shm = set(_shm_segments())
+    """Fails the test if a machine it started left processes or /dev/shm segments behind."""
+    first = len(testing.started_machines)
     yield
-    leaked_shm = set(_shm_segments()) - before_shm
-    leaked_procs = _smpxen_processes()
+    machines = testing.started_machines[first:]
+    leaked_shm = _our_segments(machines)
+    leaked_procs = _our_processes()
     for pid, _ in leaked_procs:
         try:
             psutil.Process(pid).kill()

@@ -7,7 +7,7 @@ import time
 import psutil
 import pytest
 
-from smpxen.testing import kill_group, run_up, smpxen_command, write_config
+from smpxen.testing import kill_group, run_up, spawn_machine, write_config
 
 LONG = """
 [machine]
@@ -26,9 +26,8 @@ cmdline = "4000000000"
 
 def start_machine(tmp_path, text=LONG):
     cfg = write_config(tmp_path, text)
-    proc = subprocess.Popen(smpxen_command("up", "--config", cfg, "--report", tmp_path / "r.json"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = spawn_machine("up", "--config", cfg, "--report", tmp_path / "r.json",
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     give_up = time.monotonic() + 30
     while time.monotonic() < give_up:
         kids = psutil.Process(proc.pid).children()

@@ -12,14 +12,17 @@ CONSOLE = "console"            # [CONSOLE, pcpu, domid, bytes]
 DOMAIN_ENDED = "domain_ended"  # [DOMAIN_ENDED, pcpu, domid, how, code, detail]
 STATS = "stats"                # [STATS, pcpu, dict]
 FATAL = "fatal"                # [FATAL, pcpu, message]: the PCPU is about to exit on an internal error
+PLATFORM_TIME_REQ = "platform_time_req"  # [kind, pcpu, seq]: read the platform timer
 # machine -> PCPU
 START = "start"                # [START, MACHINE, {domids, ...}]
 HALT = "halt"                  # [HALT, MACHINE]
+PLATFORM_TIME = "platform_time"  # [kind, MACHINE, seq, ns since the machine's epoch]
 # PCPU <-> PCPU: inter-processor interrupts
 IPI_EVENT_CHECK = "ipi_event_check"    # [kind, src]: look for work (events, wakeups)
 IPI_CALL = "ipi_call"                  # [kind, src, seq, function, args]: remote call
 IPI_REPLY = "ipi_reply"                # [kind, src, seq, result]
-IPI_KINDS = frozenset({IPI_EVENT_CHECK, IPI_CALL, IPI_REPLY})
+IPI_TSC_SYNC = "ipi_tsc_sync"          # [kind, 0]: boot CPU to the others: zero your cycle counter now
+IPI_KINDS = frozenset({IPI_EVENT_CHECK, IPI_CALL, IPI_REPLY, IPI_TSC_SYNC})
 
 
 def encode(*parts) -> bytes:

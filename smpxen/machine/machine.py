@@ -155,6 +155,8 @@ class Machine:
         self.zctx = zmq.Context(io_threads=1)
         self.inbox = endpoints.bind_inbox(self.zctx, endpoints.machine_endpoint(self.tag))
         epoch_ns = time.monotonic_ns()
+        self.epoch_ns = epoch_ns
+        wallclock_ns = time.time_ns()      # the machine's RTC at the epoch
         probes = assemble_trampoline()[1]
         t_spawn = time.monotonic()
         for i in range(cfg.cpus):
@@ -162,7 +164,7 @@ class Machine:
             boot = {"index": i, "nr_pcpus": cfg.cpus, "tag": self.tag, "fd": self.ram.fd,
                     "ram_bytes": cfg.memory_bytes, "epoch_ns": epoch_ns,
                     "machine_pid": os.getpid(), "console_io": cfg.console_io,
-                    "time_model": cfg.time_model, "probes": probes,
+                    "time_model": cfg.time_model, "probes": probes, "wallclock_ns": wallclock_ns,
                     "clock": {"freq_hz": clock.freq_hz, "offset_cycles": clock.offset_cycles,
                               "drift_ppm": clock.drift_ppm}}
             self.procs.append(subprocess.Popen(
@@ -268,6 +270,10 @@ class Machine:
             if how == "crashed":
                 self.console.flush()
                 self._say(f"smpxen: domain {domid} ({rec.name}) crashed on pcpu{pcpu}: {detail}")
+        elif kind == M.PLATFORM_TIME_REQ:
+            # The machine is the platform timer: answer with its clock as fast as we can.
+            now = time.monotonic_ns() - self.epoch_ns
+            self.outboxes[msg[1]].send(M.encode(M.PLATFORM_TIME, M.MACHINE, msg[2], now))
         elif kind == M.STATS:
             self.pcpu_stats[msg[1]] = msg[2]
         elif kind == M.FATAL:
@@ -285,7 +291,7 @@ class Machine:
                 break
             msg = self._recv(20)
             while msg is not None:
-                if msg[0] in (M.STATS, M.CONSOLE, M.DOMAIN_ENDED):
+                if msg[0] in (M.STATS, M.CONSOLE, M.DOMAIN_ENDED, M.PLATFORM_TIME_REQ):
                     self._handle(msg)
                 msg = self._recv(0)
 

@@ -16,6 +16,8 @@ from smpxen.hv.guestmem import GuestMemory
 from smpxen.ipc import endpoints, messages as M
 from smpxen.pcpu.core import CpuCore, UcError
 from smpxen.pcpu.hvctx import HvContext
+from smpxen.pcpu.timebase import CALIBRATE_WINDOW_NS, PLATFORM_SAMPLES, PercpuTimebase, Xen2Timebase
+from smpxen.pcpu.timers import TimerHeap
 from smpxen.pcpu.vcpu import Vcpu
 from smpxen.pcpu.watcher import Watcher
 from smpxen.arch import x86
@@ -25,14 +27,18 @@ from smpxen.shm.frametable import FrameTable
 from smpxen.shm.layout import Layout
 from smpxen.shm.locks import Locks
 from smpxen.shm.ram import MachineRAM
+from smpxen.shm.timeshared import SharedTime
 from smpxen.timekeeping.cycles import CycleCounter
 from smpxen.xen import arch_x86_32 as A
 from smpxen.xen.hypercall import HYPERCALL_VECTOR
 from smpxen.xen.structs import SharedInfo
-from smpxen.xen.xen import SHUTDOWN_NAMES
+from smpxen.xen.xen import SHUTDOWN_NAMES, VIRQ_TIMER
 
 EXIT_RESCHED = "resched"
 PING_COUNT = 32
+TICK_NS = 10_000_000          # Xen's per-CPU t_timer: time update + VIRQ_TIMER to the current domain
+FALLBACK_NS = 500_000_000     # Xen's fallback_timer: time update only
+EPOCH_NS = 1_000_000_000      # percpu model: calibration against the platform timer
 INITIAL_EFLAGS = x86.EFLAGS_IF | x86.EFLAGS_RESERVED1
 
 
@@ -54,10 +60,17 @@ class Pcpu:
         self.core = CpuCore(self.ram, self.layout, self.index, boot["probes"])
         self.instr_rate = self.core.measure_rate()
         self.core.on_interrupt = self._on_interrupt
-        self.core.on_rdtsc = lambda: self.tsc.read(time.monotonic_ns())
+        self.core.on_rdtsc = self.read_tsc
         self.mem = GuestMemory(self.ram, self.layout.nr_frames)
         self.hv = HvContext(self)
-        self.sched = SchedCore(cpu=self.index, now=self.now())
+        self.time_model = boot["time_model"]
+        self.wallclock_ns = boot["wallclock_ns"]
+        self.shared_time = SharedTime(self.ram, self.layout, self.locks)
+        tb = Xen2Timebase if self.time_model == "xen2" else PercpuTimebase
+        self.timebase = tb(self.read_tsc, self.shared_time)
+        self.timers = TimerHeap()
+        self.pit_host_deadline = None      # xen2 timer CPU: next platform (PIT) tick, host ns
+        self.sched: SchedCore | None = None     # created once time is running
         self.vcpus: dict[int, Vcpu] = {}
         self.current: Vcpu | None = None
         self.resume_eip = 0
@@ -77,15 +90,135 @@ class Pcpu:
         self.ipi_rtt_us: list[float] = []
         self._call_seq = 0
         self._replies: dict[int, object] = {}
+        self._tsc_synced = False
+        self.platform_samples: list = []
 
     # ---- time ------------------------------------------------------------------
+    def read_tsc(self) -> int:
+        """This PCPU's cycle counter (what rdtsc returns); it runs on host time."""
+        return self.tsc.read(time.monotonic_ns())
+
     def now(self) -> int:
-        """System time in ns. Until the time models land this is the platform
-        (host monotonic) time since the machine's epoch."""
-        return time.monotonic_ns() - self.epoch_ns
+        """System time in ns (Xen's NOW()) under the configured time model."""
+        return self.timebase.now()
 
     def _host_deadline(self, stime: int | None) -> int | None:
-        return None if stime is None else stime + self.epoch_ns
+        """When (host ns) system time on this PCPU reaches `stime`: the local timer
+        is programmed from the local clock, as Xen programs the APIC."""
+        if stime is None:
+            return self.pit_host_deadline
+        host = time.monotonic_ns() + max(0, stime - self.now())
+        if self.pit_host_deadline is not None:
+            host = min(host, self.pit_host_deadline)
+        return host
+
+    def platform_sample(self) -> tuple[int, int, int]:
+        """(TSC at the midpoint, platform ns, round trip in cycles) of the fastest of a
+        few platform-timer reads over ZeroMQ: the midpoint halves the latency error."""
+        best = None
+        for _ in range(PLATFORM_SAMPLES):
+            self._call_seq += 1
+            seq = self._call_seq
+            t0 = self.read_tsc()
+            self.send_machine(M.PLATFORM_TIME_REQ, self.index, seq)
+            platform_ns = self._wait_reply(seq, 5.0, "the platform timer")
+            t1 = self.read_tsc()
+            if best is None or t1 - t0 < best[2]:
+                best = ((t0 + t1) // 2, platform_ns, t1 - t0)
+        self.platform_samples.append(best[2])
+        return best
+
+    def calibrate_tsc(self) -> int:
+        """Cycles per second of this PCPU's counter, measured against the platform
+        timer over Xen 2.0's calibration window."""
+        tsc0, ns0, _ = self.platform_sample()
+        time.sleep(CALIBRATE_WINDOW_NS / 1e9)
+        tsc1, ns1, _ = self.platform_sample()
+        return (tsc1 - tsc0) * 1_000_000_000 // (ns1 - ns0)
+
+    def _start_time(self) -> None:
+        """Bring up system time under the configured model (before any domain runs)."""
+        rtc_sec = self.wallclock_ns // 1_000_000_000      # a CMOS RTC has whole seconds
+        if self.time_model == "xen2":
+            if self.index == 0:
+                freq = self.calibrate_tsc()
+                for cpu in range(1, self.nr_pcpus):        # the barrier: everyone zeroes now
+                    self.send_ipi(cpu, M.IPI_TSC_SYNC)
+                self.tsc.write(0, time.monotonic_ns())
+                self.timebase.boot(freq, rtc_sec, 0)
+                self.pit_host_deadline = time.monotonic_ns() + TICK_NS
+            else:
+                give_up = time.monotonic() + 10
+                while not (self._tsc_synced and self.shared_time.g.valid):
+                    if time.monotonic() > give_up:
+                        raise TimeoutError("no TSC synchronisation from the boot CPU")
+                    self.watcher.wake.wait(0.01)
+                    self.watcher.wake.clear()
+                    self.handle_messages()
+        else:
+            freq = self.calibrate_tsc()
+            tsc, platform_ns, _ = self.platform_sample()
+            self.timebase.boot(freq, tsc, platform_ns)
+            if self.index == 0:
+                with self.shared_time.lock:
+                    self.shared_time.write(wc_base_sec=rtc_sec, wc_base_usec=0)
+        now = self.now()
+        self.timers.set("tick", now + TICK_NS)
+        self.timers.set("fallback", now + FALLBACK_NS)
+        if self.time_model == "percpu":
+            self.timers.set("calibrate", now + EPOCH_NS)
+
+    def run_timers(self) -> None:
+        if self.pit_host_deadline is not None and time.monotonic_ns() >= self.pit_host_deadline:
+            self.timebase.pit_tick()
+            self.pit_host_deadline += TICK_NS
+        now = self.now()
+        for key in self.timers.pop_due(now):
+            if key == "tick":
+                self.timers.set("tick", now + TICK_NS)
+                if self.current is not None:
+                    self.update_dom_time(self.current)
+                    self.send_virq(self.current, VIRQ_TIMER)
+            elif key == "fallback":
+                self.timers.set("fallback", now + FALLBACK_NS)
+                if self.current is not None:
+                    self.update_dom_time(self.current)
+            elif key == "calibrate":
+                tsc, platform_ns, _ = self.platform_sample()
+                self.timebase.calibrate(tsc, platform_ns)
+                self.timers.set("calibrate", self.now() + EPOCH_NS)
+            elif key[0] == "domain":
+                v = self.vcpus.get(key[1])
+                if v is not None and not v.ended:
+                    self.update_dom_time(v)
+                    self.send_virq(v, VIRQ_TIMER)
+
+    def set_domain_timer(self, vcpu: Vcpu, deadline: int) -> None:
+        """set_timer_op: one-shot VIRQ_TIMER at absolute system time `deadline`; 0 cancels."""
+        if deadline == 0:
+            self.timers.cancel(("domain", vcpu.domid))
+        else:
+            self.timers.set(("domain", vcpu.domid), deadline)
+
+    def update_dom_time(self, vcpu: Vcpu) -> None:
+        """Publish the time fields in the domain's shared_info, bracketed by the two
+        version counters (Xen's update_dom_time). Only this PCPU writes them: it owns
+        the domain, and the domain is not running while we do it."""
+        f = self.timebase.shared_fields()
+        s = vcpu.shared
+        s.time_version1 = (s.time_version1 + 1) & 0xFFFFFFFF
+        s.cpu_freq = f.cpu_freq
+        s.tsc_timestamp = f.tsc_timestamp
+        s.system_time = f.system_time
+        s.wc_sec = f.wc_sec
+        s.wc_usec = f.wc_usec
+        s.domain_time = self.sched.cpu_time(vcpu.domid, self.now())
+        s.time_version2 = (s.time_version2 + 1) & 0xFFFFFFFF
+
+    def send_virq(self, vcpu: Vcpu, virq: int) -> None:
+        """Raise a virtual interrupt for a domain on this PCPU."""
+        from smpxen.hv import events
+        events.send_virq_local(self, vcpu, virq)
 
     # ---- messaging ---------------------------------------------------------------
     def send_machine(self, *parts) -> None:
@@ -109,11 +242,15 @@ class Pcpu:
         self._call_seq += 1
         seq = self._call_seq
         self.send_ipi(target, M.IPI_CALL, seq, function, list(args))
+        return self._wait_reply(seq, timeout, f"pcpu{target} ({function})")
+
+    def _wait_reply(self, seq: int, timeout: float, what: str):
         give_up = time.monotonic() + timeout
         while seq not in self._replies:
             if time.monotonic() > give_up:
-                raise TimeoutError(f"pcpu{target} did not answer {function}")
-            self.watcher.wake.wait(0.05)
+                raise TimeoutError(f"no answer from {what}")
+            if not self.watcher.queue:
+                self.watcher.wake.wait(0.05)
             self.watcher.wake.clear()
             self.handle_messages()
         return self._replies.pop(seq)
@@ -132,8 +269,11 @@ class Pcpu:
                 seq, function, args = msg[2], msg[3], msg[4]
                 result = self.REMOTE_FUNCTIONS[function](self, *args)
                 self.send_ipi(src, M.IPI_REPLY, seq, result)
-            elif kind == M.IPI_REPLY:
+            elif kind == M.IPI_REPLY or kind == M.PLATFORM_TIME:
                 self._replies[msg[2]] = msg[3]
+            elif kind == M.IPI_TSC_SYNC:
+                self.tsc.write(0, time.monotonic_ns())
+                self._tsc_synced = True
             elif kind == M.IPI_EVENT_CHECK:
                 pass   # waking up was the point
             elif kind == M.START:
@@ -145,7 +285,9 @@ class Pcpu:
 
     # ---- domains ---------------------------------------------------------------
     def _start(self, spec: dict) -> None:
+        self._start_time()
         now = self.now()
+        self.sched = SchedCore(cpu=self.index, now=now)
         for domid in spec["domains"]:
             info = self.domains.find(domid)
             shared = SharedInfo.from_buffer(self.ram.mem, info.shared_info_mfn << 12)
@@ -195,6 +337,7 @@ class Pcpu:
         if nxt is None:
             return
         nxt.pcpus_ran.add(self.index)
+        self.update_dom_time(nxt)           # Xen stamps time on every schedule-in
         if nxt.context is None:
             info = nxt.info
             ds = A.FLAT_RING1_DS
@@ -206,6 +349,11 @@ class Pcpu:
             self.resume_eip = self.core.restore(nxt.context)
             nxt.context = None
         self.mem.cr3 = self.core.cr3()
+
+    def next_deadline(self) -> int | None:
+        """Earliest system-time deadline: the scheduler's or a timer's."""
+        cands = [t for t in (self.sched.next_deadline(), self.timers.next_deadline()) if t is not None]
+        return min(cands) if cands else None
 
     def reschedule(self) -> None:
         now = self.now()
@@ -255,7 +403,7 @@ class Pcpu:
         v = self.current
         w = self.watcher
         self.exit = None
-        w.deadline_ns = self._host_deadline(self.sched.next_deadline())
+        w.deadline_ns = self._host_deadline(self.next_deadline())
         w.running = True
         if w.queue:
             w.running = False
@@ -291,11 +439,12 @@ class Pcpu:
                 w.wake.wait(0.05)
                 w.wake.clear()
                 continue
+            self.run_timers()
             if self.sched.poll(self.now()):
                 self.reschedule()
             if self.current is None:
-                deadline = self.sched.next_deadline()
-                timeout = 0.05 if deadline is None else max(0.0, min(0.05, (deadline - self.now()) / 1e9))
+                host = self._host_deadline(self.next_deadline())
+                timeout = 0.05 if host is None else max(0.0, min(0.05, (host - time.monotonic_ns()) / 1e9))
                 if not w.queue:
                     w.wake.wait(timeout)
                 w.wake.clear()
@@ -325,6 +474,7 @@ class Pcpu:
             "guest_instructions_estimate_method":
                 "emulated seconds x this core's measured ALU-loop rate (an upper bound)",
             "alu_loop_rate_mips": round(self.instr_rate / 1e6, 1),
+            "time": dict(self.timebase.describe(), platform_rtt_cycles_min=min(self.platform_samples, default=None)),
             "host_cpu_s": round(cpu.user + cpu.system, 3),
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             "rss_bytes": proc.memory_info().rss,

@@ -1,0 +1,121 @@
+"""A PCPU's notion of system time, under either time model. Neither model reads
+the configured skew: all they learn comes from their own cycle counter (rdtsc),
+from messages (the machine process answers "platform time" requests; the boot CPU
+tells the others when to zero their counters) and, for xen2, from the timebase
+stamp the timer CPU publishes in shared hypervisor memory, as Xen 2.0 keeps it in
+memory every CPU reads.
+
+xen2 (Xen 2.0, time.c): the boot CPU calibrates its counter against the platform
+timer, all CPUs zero their counters together at a barrier, the timer CPU (PCPU 0)
+stamps (its TSC, system time += 10 ms, wall clock += 10 ms) at every tick, and
+every CPU extrapolates from that stamp with its own counter. Nothing corrects
+drift.
+
+percpu (Xen 3.0): each CPU calibrates its own counter and keeps its own stamp,
+re-fitting its scale against the platform timer every epoch (1 s) and warping
+forward when it fell behind."""
+from __future__ import annotations
+
+from smpxen.timekeeping import xen2, xen3
+from smpxen.timekeeping.wallclock import wallclock_at, xen2_settime
+
+CALIBRATE_WINDOW_NS = xen2.CALIBRATE_WINDOW_NS     # Xen 2.0 gates the PIT for 1/20 s
+PLATFORM_SAMPLES = 5                                # keep the fastest round trip
+
+
+class Xen2Timebase:
+    name = "xen2"
+
+    def __init__(self, read_tsc, shared):
+        self.read_tsc = read_tsc
+        self.shared = shared
+
+    def _scale_and_stamp(self):
+        g = self.shared.read()
+        scale = xen2.Xen2Scale(g["cpu_freq"], g["rdtsc_bitshift"], g["st_scale_i"], g["st_scale_f"])
+        stamp = xen2.Xen2Stamp(g["full_tsc_irq"], g["shifted_tsc_irq"], g["stime_irq"],
+                               g["wc_sec"], g["wc_usec"])
+        return scale, stamp, g["prev_now"]
+
+    def now(self) -> int:
+        scale, stamp, prev = self._scale_and_stamp()
+        now = xen2.get_s_time(self.read_tsc(), stamp, scale, prev)
+        if now != prev:
+            # Xen 2.0's prev_now is one unlocked global: written without the lock here too.
+            self.shared.g.prev_now = now
+        return now
+
+    def shared_fields(self) -> xen2.SharedTimeFields:
+        scale, stamp, _ = self._scale_and_stamp()
+        return xen2.update_dom_time(stamp, scale)
+
+    # -- boot CPU / timer CPU only --
+    def boot(self, cpu_freq: int, wc_sec: int, wc_usec: int) -> None:
+        """After calibration, at the moment every counter is zeroed: system time 0."""
+        scale = xen2.init_scale(cpu_freq)
+        stamp = xen2.init_stamp(self.read_tsc(), scale, wc_sec, wc_usec)
+        with self.shared.lock:
+            self.shared.write(valid=1, cpu_freq=scale.cpu_freq, rdtsc_bitshift=scale.rdtsc_bitshift,
+                              st_scale_i=scale.st_scale_i, st_scale_f=scale.st_scale_f,
+                              full_tsc_irq=stamp.full_tsc_irq, shifted_tsc_irq=stamp.shifted_tsc_irq,
+                              stime_irq=stamp.stime_irq, wc_sec=stamp.wc_sec, wc_usec=stamp.wc_usec,
+                              prev_now=0)
+
+    def pit_tick(self) -> None:
+        scale, stamp, _ = self._scale_and_stamp()
+        stamp = xen2.timer_tick(stamp, self.read_tsc(), scale)
+        with self.shared.lock:
+            self.shared.write(full_tsc_irq=stamp.full_tsc_irq, shifted_tsc_irq=stamp.shifted_tsc_irq,
+                              stime_irq=stamp.stime_irq, wc_sec=stamp.wc_sec, wc_usec=stamp.wc_usec)
+
+    def settime(self, secs: int, usecs: int, system_time_base: int) -> None:
+        with self.shared.lock:
+            scale, stamp, _ = self._scale_and_stamp()
+            stamp = xen2.do_settime(stamp, secs, usecs, system_time_base)
+            self.shared.write(wc_sec=stamp.wc_sec, wc_usec=stamp.wc_usec)
+
+    def describe(self) -> dict:
+        scale, stamp, _ = self._scale_and_stamp()
+        return {"model": "xen2", "cpu_freq_hz": scale.cpu_freq}
+
+
+class PercpuTimebase:
+    name = "percpu"
+
+    def __init__(self, read_tsc, shared):
+        self.read_tsc = read_tsc
+        self.shared = shared
+        self.cpu_time: xen3.CpuTime | None = None
+        self.calibrations = 0
+        self.warps = 0
+
+    def boot(self, cpu_freq: int, tsc: int, master_stime: int) -> None:
+        self.cpu_time = xen3.init_percpu_time(tsc, master_stime, xen3.set_time_scale(cpu_freq))
+
+    def now(self) -> int:
+        return xen3.get_s_time(self.cpu_time, self.read_tsc())
+
+    def calibrate(self, tsc: int, master_stime: int) -> None:
+        local = xen3.get_s_time(self.cpu_time, tsc)
+        new = xen3.local_time_calibration(self.cpu_time, tsc, local, master_stime)
+        if new is not self.cpu_time:
+            self.calibrations += 1
+            if local < master_stime:
+                self.warps += 1
+            self.cpu_time = new
+
+    def shared_fields(self) -> xen2.SharedTimeFields:
+        ct = self.cpu_time
+        g = self.shared.read()
+        wc_sec, wc_usec = wallclock_at(g["wc_base_sec"], g["wc_base_usec"], 0, ct.stime_local_stamp)
+        return xen2.SharedTimeFields(xen3.time_scale_hz(ct.tsc_scale), ct.local_tsc_stamp,
+                                     ct.stime_local_stamp & ((1 << 64) - 1), wc_sec, wc_usec)
+
+    def settime(self, secs: int, usecs: int, system_time_base: int) -> None:
+        base_sec, base_usec = xen2_settime(secs, usecs, system_time_base, 0)
+        with self.shared.lock:
+            self.shared.write(wc_base_sec=base_sec, wc_base_usec=base_usec)
+
+    def describe(self) -> dict:
+        return {"model": "percpu", "cpu_freq_hz": xen3.time_scale_hz(self.cpu_time.tsc_scale),
+                "calibrations": self.calibrations, "warps": self.warps}
