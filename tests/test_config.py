@@ -375,7 +375,7 @@ def test_unknown_keys(tmp_path):
         name = "x"
         memry_mib = 4
     """, "domain[1].memry_mib",
-        "unknown key (known: name, kernel, memory_mib, cpu, count, cmdline)")
+        "unknown key (known: name, kernel, memory_mib, cpu, count, cmdline, bvt)")
     assert_error(tmp_path, "bogus = 1\n" + MINIMAL_DOMAIN, "bogus",
                  "unknown key (known: machine, clock, dom0, domain)")
     assert_error(tmp_path, "[machine]\ncpu = 4\n" + MINIMAL_DOMAIN, "machine.cpu", "unknown key")
@@ -383,7 +383,7 @@ def test_unknown_keys(tmp_path):
     assert_error(tmp_path, "[[clock.pcpu]]\nindex = 0\nskew = 1\n" + MINIMAL_DOMAIN,
                  "clock.pcpu[0].skew", "unknown key")
     assert_error(tmp_path, '[dom0]\nkernel = "hello"\ncount = 2\n', "dom0.count",
-                 "unknown key (known: name, kernel, memory_mib, cpu, cmdline)")
+                 "unknown key (known: name, kernel, memory_mib, cpu, cmdline, bvt)")
     assert_error(tmp_path, '"odd key" = 1\n' + MINIMAL_DOMAIN, '"odd key"', "unknown key")
 
 
@@ -669,3 +669,18 @@ def test_config_error_pickles(tmp_path):
     e = error(tmp_path, "[machine]\ncpus = 0\n" + MINIMAL_DOMAIN)
     e2 = pickle.loads(pickle.dumps(e))
     assert str(e2) == str(e) and e2.key == e.key and e2.reason == e.reason
+
+
+def test_bvt_parameters(tmp_path):
+    p = tmp_path / "m.toml"
+    p.write_text('[[domain]]\nkernel = "hello"\nbvt = { mcu_advance = 20, warpback = true, '
+                 'warp_value = 1000, warpl_ms = 10, warpu_ms = 50 }\n')
+    cfg = load_config(p, bundled_guests=frozenset({"hello"}))
+    assert cfg.domains[0].bvt == {"mcu_advance": 20, "warpback": 1, "warp_value": 1000,
+                                  "warpl_ms": 10, "warpu_ms": 50}
+    p.write_text('[[domain]]\nkernel = "hello"\nbvt = { mcu_advance = 0 }\n')
+    with pytest.raises(ConfigError, match=r"domain\[0\]\.bvt\.mcu_advance"):
+        load_config(p, bundled_guests=frozenset({"hello"}))
+    p.write_text('[[domain]]\nkernel = "hello"\nbvt = { weight = 3 }\n')
+    with pytest.raises(ConfigError, match=r"domain\[0\]\.bvt\.weight: unknown key"):
+        load_config(p, bundled_guests=frozenset({"hello"}))

@@ -89,8 +89,12 @@ TOP_KEYS = ("machine", "clock", "dom0", "domain")
 MACHINE_KEYS = ("name", "cpus", "memory_mib", "time_model", "console_io", "scheduler")
 CLOCK_KEYS = ("freq_mhz", "offset_cycles", "drift_ppm", "pcpu")
 PCPU_CLOCK_KEYS = ("index", "freq_mhz", "offset_cycles", "drift_ppm")
-DOMAIN_KEYS = ("name", "kernel", "memory_mib", "cpu", "count", "cmdline")
-DOM0_KEYS = ("name", "kernel", "memory_mib", "cpu", "cmdline")
+DOMAIN_KEYS = ("name", "kernel", "memory_mib", "cpu", "count", "cmdline", "bvt")
+DOM0_KEYS = ("name", "kernel", "memory_mib", "cpu", "cmdline", "bvt")
+# Per-domain BVT parameters (as DOM0_ADJUSTDOM sets them): mcu_advance is the
+# inverse weight; warpback enables warping by warp_value for at most warpl_ms,
+# then not again before warpu_ms.
+BVT_KEYS = ("mcu_advance", "warpback", "warp_value", "warpl_ms", "warpu_ms")
 
 
 # --------------------------------------------------------------------------- #
@@ -154,6 +158,7 @@ class DomainSpec:
     cmdline_template: str
     privileged: bool
     index: int
+    bvt: dict = field(default_factory=dict)
 
     @property
     def bundled(self) -> bool:
@@ -180,6 +185,7 @@ class DomainSpec:
             "cmdline_template": self.cmdline_template,
             "privileged": self.privileged,
             "index": self.index,
+            "bvt": dict(self.bvt),
         }
 
 
@@ -445,6 +451,22 @@ def load_config(
         ck.template(n, key, NAME_PLACEHOLDERS)
         return n
 
+    def bvt_of(value: Any, key: str) -> dict:
+        t = ck.table(value, key, BVT_KEYS)
+        out = {}
+        if "mcu_advance" in t:
+            out["mcu_advance"] = ck.integer(t["mcu_advance"], f"{key}.mcu_advance", 1, 0xFFFFFFFF)
+        if "warpback" in t:
+            if not isinstance(t["warpback"], bool):
+                raise ck.error(f"{key}.warpback", f"expected true or false, got {_show(t['warpback'])}")
+            out["warpback"] = int(t["warpback"])
+        if "warp_value" in t:
+            out["warp_value"] = ck.integer(t["warp_value"], f"{key}.warp_value", -(1 << 31), (1 << 31) - 1)
+        for k in ("warpl_ms", "warpu_ms"):
+            if k in t:
+                out[k] = ck.integer(t[k], f"{key}.{k}", 0, 1 << 40)
+        return out
+
     def cmdline_of(value: Any, key: str) -> str:
         c = ck.string(value, key)
         nbytes = len(c.encode("utf-8"))
@@ -487,6 +509,7 @@ def load_config(
             cmdline_template=cmdline_of(d.get("cmdline", dd["cmdline"]), "dom0.cmdline"),
             privileged=True,
             index=0,
+            bvt=bvt_of(d.get("bvt", {}), "dom0.bvt"),
         )
         check_rendered_cmdline(dom0, "dom0.cmdline")
 
@@ -523,8 +546,9 @@ def load_config(
             count = ck.integer(count_v, f"{key}.count", lo=1)
             cpu = cpu_index(e.get("cpu", dd["cpu"]), f"{key}.cpu")
         cmdline = cmdline_of(e.get("cmdline", dd["cmdline"]), f"{key}.cmdline")
+        bvt = bvt_of(e.get("bvt", {}), f"{key}.bvt")
         total += mem * count
-        parsed.append((key, tmpl, kernel, mem, count, per_cpu, cpu, cmdline))
+        parsed.append((key, tmpl, kernel, mem, count, per_cpu, cpu, cmdline, bvt))
 
     if dom0 is None and not parsed:
         raise ck.error("domain", "nothing to run: no [dom0] table and no [[domain]] entries")
@@ -541,7 +565,7 @@ def load_config(
     if dom0 is not None:
         seen[dom0.name] = "dom0"
     domains: list[DomainSpec] = []
-    for key, tmpl, kernel, mem, count, per_cpu, cpu, cmdline in parsed:
+    for key, tmpl, kernel, mem, count, per_cpu, cpu, cmdline, bvt in parsed:
         name_key = f"{key}.name"
         for idx in range(count):
             n = render_name(tmpl, idx, name_key)
@@ -560,6 +584,7 @@ def load_config(
                 cmdline_template=cmdline,
                 privileged=False,
                 index=idx,
+                bvt=bvt,
             )
             check_rendered_cmdline(spec, f"{key}.cmdline")
             domains.append(spec)

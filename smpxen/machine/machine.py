@@ -64,6 +64,7 @@ class DomainRecord:
     pcpu: int
     privileged: bool
     cmdline: str
+    bvt: dict = field(default_factory=dict)
     ended: dict | None = None
     stats: dict = field(default_factory=dict)
     ran_on: set = field(default_factory=set)
@@ -121,7 +122,7 @@ class Machine:
             reqs.append(DomainRequest(domid, spec.name, image, spec.memory_bytes, spec.cpu,
                                       cmdline, spec.privileged))
             self.records[domid] = DomainRecord(domid, spec.name, str(spec.kernel), spec.memory_bytes,
-                                               spec.cpu, spec.privileged, cmdline)
+                                               spec.cpu, spec.privileged, cmdline, dict(spec.bvt))
         return reqs
 
     # ---- run ---------------------------------------------------------------------
@@ -204,7 +205,9 @@ class Machine:
         for rec in self.records.values():
             per_cpu[rec.pcpu].append(rec.domid)
         for i, sock in enumerate(self.outboxes):
-            sock.send(M.encode(M.START, M.MACHINE, {"domains": per_cpu[i]}))
+            sock.send(M.encode(M.START, M.MACHINE, {
+                "domains": per_cpu[i],
+                "bvt": {d: self.records[d].bvt for d in per_cpu[i] if self.records[d].bvt}}))
 
     def _install_signal_handlers(self):
         def on_signal(signum, _frame):
@@ -344,6 +347,7 @@ class Machine:
                 "pcpu_pids": sorted({self.pcpu_pids.get(i) for i in r.ran_on}),
                 "console": self.console.lines.get(r.domid, []),
                 "ended": r.ended, "hypercalls": r.stats.get("hypercalls", 0),
+                "cpu_time_ns": r.stats.get("cpu_time_ns", 0), "bvt": r.bvt,
             } for r in sorted(self.records.values(), key=lambda r: r.domid)],
         }
 

@@ -28,5 +28,8 @@ class HvContext:
     def block_current(self) -> None:
         self._pcpu.block_current()
 
+    def set_timer(self, deadline: int) -> None:
+        self._pcpu.set_domain_timer(self._pcpu.current, deadline)
+
     def shutdown_current(self, reason: int) -> None:
         self._pcpu.end_domain(self._pcpu.current, "shutdown", reason, "")

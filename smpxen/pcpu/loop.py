@@ -21,6 +21,8 @@ from smpxen.pcpu.timers import TimerHeap
 from smpxen.pcpu.vcpu import Vcpu
 from smpxen.pcpu.watcher import Watcher
 from smpxen.arch import x86
+from smpxen.sched.bvt import (MCU_ADVANCE, SCHED_INFO_PUT, WARPL_DEFAULT_MS, WARPU_DEFAULT_MS,
+                               BVTAdjdom)
 from smpxen.sched.core import SchedCore
 from smpxen.shm.domains import DS_CRASHED, DS_SHUTDOWN, DomainTable
 from smpxen.shm.frametable import FrameTable
@@ -91,6 +93,7 @@ class Pcpu:
         self._call_seq = 0
         self._replies: dict[int, object] = {}
         self._tsc_synced = False
+        self._ended_cpu_time: dict[int, int] = {}
         self.platform_samples: list = []
 
     # ---- time ------------------------------------------------------------------
@@ -293,6 +296,15 @@ class Pcpu:
             shared = SharedInfo.from_buffer(self.ram.mem, info.shared_info_mfn << 12)
             self.vcpus[domid] = Vcpu(domid, info, shared)
             self.sched.add_domain(domid, now, paused=True)
+            params = spec.get("bvt", {}).get(domid)
+            if params:
+                rc = self.sched.adjdom(domid, SCHED_INFO_PUT, BVTAdjdom(
+                    mcu_adv=params.get("mcu_advance", MCU_ADVANCE),
+                    warpback=params.get("warpback", 0), warpvalue=params.get("warp_value", 0),
+                    warpl=params.get("warpl_ms", WARPL_DEFAULT_MS),
+                    warpu=params.get("warpu_ms", WARPU_DEFAULT_MS)))
+                if rc:
+                    raise ValueError(f"BVT parameters {params} for domain {domid}: error {rc}")
             self.sched.ctrl_unpause(domid, now)
         self.started = True
         if self.nr_pcpus > 1 and spec.get("measure_ipi", True):
@@ -364,6 +376,7 @@ class Pcpu:
             self._switch_to(nxt)
         for v in [v for v in self.vcpus.values() if v.ended and v is not self.current]:
             if self.sched.has_domain(v.domid):
+                self._ended_cpu_time[v.domid] = self.sched.cpu_time(v.domid)
                 self.sched.remove_domain(v.domid)
 
     def _event_pending(self, domid: int) -> bool:
@@ -478,9 +491,15 @@ class Pcpu:
             "host_cpu_s": round(cpu.user + cpu.system, 3),
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             "rss_bytes": proc.memory_info().rss,
-            "domains": {d: {"hypercalls": v.hypercalls, "slices": v.slices}
+            "domains": {d: {"hypercalls": v.hypercalls, "slices": v.slices,
+                            "cpu_time_ns": self._cpu_time(d)}
                         for d, v in self.vcpus.items()},
         }
+
+    def _cpu_time(self, domid: int) -> int:
+        if self.sched is None or not self.sched.has_domain(domid):
+            return self._ended_cpu_time.get(domid, 0)
+        return self.sched.cpu_time(domid, self.now())
 
     def close(self) -> None:
         self.watcher.close()
