@@ -33,7 +33,12 @@ def main():
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop the machine after this many seconds (exit status 3).")
 @click.option("--quiet", "-q", is_flag=True, help="Do not print guest console output.")
-def up(cpus, config_path, report, timeout, quiet):
+@click.option("--probe-time-ms", type=click.FloatRange(min=1), default=None,
+              help="Sample every PCPU's system time this often and report the cross-CPU "
+                   "skew (report key time_skew).")
+@click.option("--migrate", "migrate", multiple=True, metavar="DOMAIN:MS",
+              help="Move DOMAIN to the next PCPU every MS milliseconds (repeatable).")
+def up(cpus, config_path, report, timeout, quiet, probe_time_ms, migrate):
     """Boot a machine and run its domains until they have all shut down.
 
     \b
@@ -51,7 +56,18 @@ def up(cpus, config_path, report, timeout, quiet):
     except ConfigError as e:
         click.echo(f"smpxen: {e}", err=True)
         sys.exit(2)
-    opts = RunOptions(report=report, timeout=timeout, quiet=quiet)
+    moves = []
+    for item in migrate:
+        name, _, ms = item.rpartition(":")
+        try:
+            moves.append((name, float(ms)))
+        except ValueError:
+            name = ""
+        if not name or moves[-1][1] <= 0:
+            click.echo(f"smpxen: --migrate {item!r}: expected DOMAIN:MS with MS > 0", err=True)
+            sys.exit(2)
+    opts = RunOptions(report=report, timeout=timeout, quiet=quiet, probe_time_ms=probe_time_ms,
+                      migrate=moves)
     try:
         status = Machine(cfg, opts).run()
     except MachineError as e:

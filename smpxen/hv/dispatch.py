@@ -41,6 +41,7 @@ def implemented() -> list[int]:
 def _load_handlers() -> None:
     # Importing a handler module registers its hypercalls.
     from smpxen.hv import console, multicall, sched_op, timer, version, vm_assist  # noqa: F401
+    from smpxen.hv import descriptors, dom_mem, mmu  # noqa: F401
 
 
 _load_handlers()

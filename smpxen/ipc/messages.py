@@ -13,16 +13,22 @@ DOMAIN_ENDED = "domain_ended"  # [DOMAIN_ENDED, pcpu, domid, how, code, detail]
 STATS = "stats"                # [STATS, pcpu, dict]
 FATAL = "fatal"                # [FATAL, pcpu, message]: the PCPU is about to exit on an internal error
 PLATFORM_TIME_REQ = "platform_time_req"  # [kind, pcpu, seq]: read the platform timer
+TIME_SAMPLE = "time_sample"    # [kind, pcpu, seq, system time (raw, ns), host ns]: answer to TIME_PROBE
+MIGRATE_FAILED = "migrate_failed"  # [kind, pcpu, domid, target]: it does not host domid
 # machine -> PCPU
 START = "start"                # [START, MACHINE, {domids, ...}]
 HALT = "halt"                  # [HALT, MACHINE]
 PLATFORM_TIME = "platform_time"  # [kind, MACHINE, seq, ns since the machine's epoch]
+TIME_PROBE = "time_probe"      # [kind, MACHINE, seq]: report your system time (measurement only)
+MIGRATE = "migrate"            # [kind, MACHINE, domid, target pcpu]: move a domain
 # PCPU <-> PCPU: inter-processor interrupts
 IPI_EVENT_CHECK = "ipi_event_check"    # [kind, src]: look for work (events, wakeups)
 IPI_CALL = "ipi_call"                  # [kind, src, seq, function, args]: remote call
 IPI_REPLY = "ipi_reply"                # [kind, src, seq, result]
 IPI_TSC_SYNC = "ipi_tsc_sync"          # [kind, 0]: boot CPU to the others: zero your cycle counter now
-IPI_KINDS = frozenset({IPI_EVENT_CHECK, IPI_CALL, IPI_REPLY, IPI_TSC_SYNC})
+IPI_MIGRATE = "ipi_migrate"            # [kind, src, payload]: adopt this domain (pcpu/migration.py)
+IPI_EVTCHN_SET = "ipi_evtchn_set"      # [kind, src, domid, port]: set this port pending (you own the domain)
+IPI_KINDS = frozenset({IPI_EVENT_CHECK, IPI_CALL, IPI_REPLY, IPI_TSC_SYNC, IPI_EVTCHN_SET, IPI_MIGRATE})
 
 
 def encode(*parts) -> bytes:

@@ -53,6 +53,8 @@ class RunOptions:
     quiet: bool = False
     stream: object = None
     die_with_parent: bool = False
+    probe_time_ms: float | None = None            # sample every PCPU's system time this often
+    migrate: list = field(default_factory=list)   # [(domain name, period ms)]
 
 
 @dataclass
@@ -103,6 +105,9 @@ class Machine:
         self.interrupted: int | None = None
         self.failure: str | None = None
         self.timings: dict[str, float] = {}
+        self.drivers: list = []
+        self.time_probe = None
+        self.migrators: dict = {}
         self.stream = options.stream or sys.stdout
 
     # ---- preparation (nothing started yet) ------------------------------------------
@@ -129,6 +134,10 @@ class Machine:
     def run(self) -> int:
         t0 = time.monotonic()
         reqs = self._prepare_domains()        # may raise MachineError before anything exists
+        names = {r.name for r in self.records.values()}
+        for name, _period in self.opts.migrate:
+            if name not in names:
+                raise MachineError(f"--migrate: no domain named {name!r} (domains: {', '.join(sorted(names))})")
         old_handlers = self._install_signal_handlers()
         try:
             return self._run(reqs, t0)
@@ -180,6 +189,7 @@ class Machine:
             # From the start of this process (interpreter start-up included) to all PCPUs online.
             self.timings["boot_s"] = time.time() - psutil.Process().create_time()
             self._start_pcpus()
+            self._start_drivers(domtable)
             t_run = time.monotonic()
             status = self._supervise()
             self.timings["run_s"] = time.monotonic() - t_run
@@ -196,6 +206,20 @@ class Machine:
         if self.opts.report:
             self._write_report(status)
         return status
+
+    def _start_drivers(self, domtable) -> None:
+        from smpxen.machine.experiments import Migrator, TimeProbe
+        self.drivers = []
+        if self.opts.probe_time_ms:
+            self.time_probe = TimeProbe(self.opts.probe_time_ms, self.cfg.cpus, self.epoch_ns)
+            self.drivers.append(self.time_probe)
+        by_name = {r.name: r.domid for r in self.records.values()}
+        for name, period in self.opts.migrate:
+            if name not in by_name:
+                raise MachineError(f"--migrate: no domain named {name!r} (domains: {', '.join(by_name)})")
+            m = Migrator(by_name[name], period, self.cfg.cpus, domtable)
+            self.migrators[name] = m
+            self.drivers.append(m)
 
     def _start_pcpus(self) -> None:
         cpus = self.cfg.cpus
@@ -257,7 +281,17 @@ class Machine:
                 self._say(f"smpxen: timeout after {self.opts.timeout:g}s; still running: {running}")
                 return EXIT_TIMEOUT
             self._check_children()
-            msg = self._recv(100)
+            wait_ms = 100
+            if self.drivers:
+                soonest = min(d.due() for d in self.drivers)
+                now = time.monotonic()
+                if soonest <= now:
+                    for d in self.drivers:
+                        if d.due() <= now:
+                            d.fire(self.outboxes)
+                    soonest = min(d.due() for d in self.drivers)
+                wait_ms = max(0, min(100, int((soonest - now) * 1000)))
+            msg = self._recv(wait_ms)
             while msg is not None:
                 self._handle(msg)
                 msg = self._recv(0)
@@ -277,6 +311,11 @@ class Machine:
             # The machine is the platform timer: answer with its clock as fast as we can.
             now = time.monotonic_ns() - self.epoch_ns
             self.outboxes[msg[1]].send(M.encode(M.PLATFORM_TIME, M.MACHINE, msg[2], now))
+        elif kind == M.TIME_SAMPLE:
+            if self.time_probe is not None:
+                self.time_probe.sample(msg[1], msg[2], msg[3], msg[4])
+        elif kind == M.MIGRATE_FAILED:
+            pass   # the domain ended or moved meanwhile; the next period tries again
         elif kind == M.STATS:
             self.pcpu_stats[msg[1]] = msg[2]
         elif kind == M.FATAL:
@@ -327,6 +366,7 @@ class Machine:
                 rec = self.records.get(int(domid))
                 if rec:
                     rec.ran_on.add(i)
+                    rec.ran_on.update(ds.pop("pcpus_ran", []))
                     for k, v in ds.items():
                         rec.stats[k] = rec.stats.get(k, 0) + v
             pcpus.append(st)
@@ -339,6 +379,8 @@ class Machine:
             "failure": self.failure,
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
             "ipi_rtt_us_median": round(statistics.median(rtts), 2) if rtts else None,
+            "time_skew": self.time_probe.report() if self.time_probe else None,
+            "migrations": {name: m.moves for name, m in self.migrators.items()},
             "pcpus": pcpus,
             "domains": [{
                 "id": r.domid, "name": r.name, "kernel": r.kernel, "memory_bytes": r.memory_bytes,

@@ -16,6 +16,11 @@ class HvContext:
     def mem(self):
         return self._pcpu.mem
 
+    @property
+    def mmu(self):
+        """This PCPU's memory-management state and services (smpxen.pcpu.mmu.PcpuMM)."""
+        return self._pcpu.mmu
+
     def now(self) -> int:
         return self._pcpu.now()
 

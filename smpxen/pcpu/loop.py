@@ -14,8 +14,12 @@ import zmq
 from smpxen.hv.dispatch import do_hypercall
 from smpxen.hv.guestmem import GuestMemory
 from smpxen.ipc import endpoints, messages as M
+from smpxen.pcpu.bounce import BounceError, GuestTraps
 from smpxen.pcpu.core import CpuCore, UcError
+from smpxen.pcpu.events import EventDelivery
+from smpxen.pcpu import migration
 from smpxen.pcpu.hvctx import HvContext
+from smpxen.pcpu.mmu import PcpuMM, remote_mm_flush
 from smpxen.pcpu.timebase import CALIBRATE_WINDOW_NS, PLATFORM_SAMPLES, PercpuTimebase, Xen2Timebase
 from smpxen.pcpu.timers import TimerHeap
 from smpxen.pcpu.vcpu import Vcpu
@@ -45,6 +49,8 @@ INITIAL_EFLAGS = x86.EFLAGS_IF | x86.EFLAGS_RESERVED1
 
 
 class Pcpu:
+    EXIT_RESCHED = EXIT_RESCHED
+
     def __init__(self, boot: dict):
         self.index = boot["index"]
         self.nr_pcpus = boot["nr_pcpus"]
@@ -64,7 +70,10 @@ class Pcpu:
         self.core.on_interrupt = self._on_interrupt
         self.core.on_rdtsc = self.read_tsc
         self.mem = GuestMemory(self.ram, self.layout.nr_frames)
+        self.mmu = PcpuMM(self)
         self.hv = HvContext(self)
+        self.traps = GuestTraps(self)        # bouncing faults and interrupts (pcpu/bounce.py)
+        self.events = EventDelivery(self)    # event channels, VIRQs, upcalls (pcpu/events.py)
         self.time_model = boot["time_model"]
         self.wallclock_ns = boot["wallclock_ns"]
         self.shared_time = SharedTime(self.ram, self.layout, self.locks)
@@ -85,6 +94,7 @@ class Pcpu:
         self.to_machine = endpoints.connect_outbox(self.zctx, endpoints.machine_endpoint(self.tag))
         self.peers: dict[int, zmq.Socket] = {}
         self.watcher = Watcher(inbox, self.core.stop)
+        self.watcher.immediate[M.IPI_TSC_SYNC] = lambda _msg: self.tsc.write(0, time.monotonic_ns())
 
         self.counts = {"hypercalls": 0, "slices": 0, "switches": 0, "traps": 0,
                        "ipis_sent": {}, "ipis_received": {}}
@@ -94,6 +104,7 @@ class Pcpu:
         self._replies: dict[int, object] = {}
         self._tsc_synced = False
         self._ended_cpu_time: dict[int, int] = {}
+        self.migrated_out: dict[int, int] = {}
         self.platform_samples: list = []
 
     # ---- time ------------------------------------------------------------------
@@ -219,9 +230,8 @@ class Pcpu:
         s.time_version2 = (s.time_version2 + 1) & 0xFFFFFFFF
 
     def send_virq(self, vcpu: Vcpu, virq: int) -> None:
-        """Raise a virtual interrupt for a domain on this PCPU."""
-        from smpxen.hv import events
-        events.send_virq_local(self, vcpu, virq)
+        """Raise a virtual interrupt for a domain (smpxen.pcpu.events.send_virq)."""
+        self.events.send_virq(vcpu.domid, virq)
 
     # ---- messaging ---------------------------------------------------------------
     def send_machine(self, *parts) -> None:
@@ -231,13 +241,16 @@ class Pcpu:
         self.send_machine(M.CONSOLE, self.index, domid, data)
 
     def send_ipi(self, target: int, kind: str, *payload) -> None:
+        self._peer(target).send(M.encode(kind, self.index, *payload))
+        sent = self.counts["ipis_sent"]
+        sent[kind] = sent.get(kind, 0) + 1
+
+    def _peer(self, target: int):
         sock = self.peers.get(target)
         if sock is None:
             sock = self.peers[target] = endpoints.connect_outbox(
                 self.zctx, endpoints.pcpu_endpoint(self.tag, target))
-        sock.send(M.encode(kind, self.index, *payload))
-        sent = self.counts["ipis_sent"]
-        sent[kind] = sent.get(kind, 0) + 1
+        return sock
 
     def call_remote(self, target: int, function: str, args=(), timeout: float = 5.0):
         """Run `function` on PCPU `target` and wait for its result, serving our own
@@ -258,7 +271,17 @@ class Pcpu:
             self.handle_messages()
         return self._replies.pop(seq)
 
-    REMOTE_FUNCTIONS = {"ping": lambda self: None}
+    def call_remote_many(self, targets, function: str, args=(), timeout: float = 5.0) -> list:
+        """Run `function` on several PCPUs at once: send every request first, then
+        wait for all the replies (a multicast IPI, e.g. a TLB shootdown)."""
+        seqs = []
+        for target in targets:
+            self._call_seq += 1
+            seqs.append(self._call_seq)
+            self.send_ipi(target, M.IPI_CALL, self._call_seq, function, list(args))
+        return [self._wait_reply(seq, timeout, f"pcpu{t} ({function})") for seq, t in zip(seqs, targets)]
+
+    REMOTE_FUNCTIONS = {"ping": lambda self: None, "mm_flush": remote_mm_flush}
 
     def handle_messages(self) -> None:
         queue = self.watcher.queue
@@ -275,10 +298,20 @@ class Pcpu:
             elif kind == M.IPI_REPLY or kind == M.PLATFORM_TIME:
                 self._replies[msg[2]] = msg[3]
             elif kind == M.IPI_TSC_SYNC:
-                self.tsc.write(0, time.monotonic_ns())
-                self._tsc_synced = True
+                self._tsc_synced = True     # the counter was zeroed on arrival (watcher thread)
+            elif kind == M.IPI_EVTCHN_SET:
+                self.events.on_ipi(msg[2], msg[3])
             elif kind == M.IPI_EVENT_CHECK:
                 pass   # waking up was the point
+            elif kind == M.IPI_MIGRATE:
+                migration.migrate_in(self, msg[2])
+            elif kind == M.MIGRATE:
+                if self.sched is None or not migration.migrate_out(self, msg[2], msg[3]):
+                    self.send_machine(M.MIGRATE_FAILED, self.index, msg[2], msg[3])
+            elif kind == M.TIME_PROBE:
+                if self.sched is not None:          # only once time is running
+                    self.send_machine(M.TIME_SAMPLE, self.index, msg[2], self.timebase.raw_now(),
+                                      time.monotonic_ns())
             elif kind == M.START:
                 self._start(msg[2])
             elif kind == M.HALT:
@@ -288,6 +321,9 @@ class Pcpu:
 
     # ---- domains ---------------------------------------------------------------
     def _start(self, spec: dict) -> None:
+        for cpu in range(self.nr_pcpus):
+            if cpu != self.index:      # connect now: a first send would pay the handshake
+                self._peer(cpu)
         self._start_time()
         now = self.now()
         self.sched = SchedCore(cpu=self.index, now=now)
@@ -343,6 +379,8 @@ class Pcpu:
     def _switch_to(self, nxt: Vcpu | None) -> None:
         prev = self.current
         if prev is not None and not prev.ended:
+            self.mmu.deschedule()           # Xen flushes writable page tables on the way out
+        if prev is not None and not prev.ended:
             prev.context = self.core.save()
         self.current = nxt
         self.counts["switches"] += 1
@@ -361,6 +399,7 @@ class Pcpu:
             self.resume_eip = self.core.restore(nxt.context)
             nxt.context = None
         self.mem.cr3 = self.core.cr3()
+        self.mmu.switched()
 
     def next_deadline(self) -> int | None:
         """Earliest system-time deadline: the scheduler's or a timer's."""
@@ -395,21 +434,50 @@ class Pcpu:
             core.set_result(do_hypercall(self.hv, *args))
             if self.exit is not None:
                 core.stop()
+                return
+            # test_all_events on the way back to the guest.
+            vd = self.current.shared.vcpu_data[0]
+            if vd.evtchn_upcall_pending and not vd.evtchn_upcall_mask:
+                self._upcall(core.eip())
             return
+        v = self.current
+        if v.thread.fast_trap == vector and self.traps.fast_trap(v, vector, core.eip(), cpl):
+            return        # direct system call: delivered without leaving the slice
         self.exit = ("trap", vector, core.eip(), cpl)
         core.stop()
 
+    def _upcall(self, eip: int) -> int:
+        """Deliver a pending upcall to the current domain over the context at `eip`
+        (inside the hook or between slices); returns where to resume."""
+        v = self.current
+        try:
+            start = self.events.deliver_upcall(v, self.traps.context(eip))
+        except BounceError as e:
+            self.end_domain(v, "crashed", -1, f"event upcall: {e}")
+            return eip
+        return eip if start is None else start
+
     def _handle_trap(self, vector: int, eip: int, cpl: int) -> None:
+        """A fault or `int n` the hook did not consume: the memory code sees page
+        faults first; everything else is bounced to the guest's handler, and a
+        domain that cannot take it crashes."""
         self.counts["traps"] += 1
         v = self.current
-        what = x86.exception_name(vector)
-        if vector == x86.PF:
-            what += f" at {self.core.cr2():#010x}"
-        if cpl == 0:
-            detail = f"{what} while entering the guest (bad segment or iret frame)"
-        else:
-            detail = f"unhandled {what} at eip {eip:#010x} (ring {cpl})"
-        self.end_domain(v, "crashed", vector, detail)
+        trap = self.traps.classify(vector, eip, cpl)     # consumes the fault state
+        if vector == x86.PF and not trap.soft and cpl != 0 and \
+                self.mm_page_fault(trap.cr2, trap.error_code, eip):
+            self.resume_eip = eip
+            return
+        try:
+            self.resume_eip = self.traps.deliver(v, trap)
+        except BounceError as e:
+            self.end_domain(v, "crashed", vector, str(e))
+
+    def mm_page_fault(self, addr: int, error_code: int, eip: int) -> bool:
+        """First look at a guest page fault for the memory code (e.g. Xen's
+        writable-page-table fixups). True = resolved: the instruction is retried;
+        False = bounce it to the guest's #PF handler."""
+        return self.mmu.page_fault(addr, error_code, self.core.cpl())
 
     # ---- main loop ------------------------------------------------------------------
     def run_slice(self) -> None:
@@ -417,6 +485,11 @@ class Pcpu:
         w = self.watcher
         self.exit = None
         w.deadline_ns = self._host_deadline(self.next_deadline())
+        vd = v.shared.vcpu_data[0]
+        if vd.evtchn_upcall_pending and not vd.evtchn_upcall_mask and self.core.cpl() != 0:
+            self.resume_eip = self._upcall(self.resume_eip)     # test_all_events
+            if v.ended:
+                return
         w.running = True
         if w.queue:
             w.running = False
@@ -476,6 +549,7 @@ class Pcpu:
             "traps": self.counts["traps"],
             "slices": self.counts["slices"],
             "domain_switches": self.counts["switches"],
+            "mm": self.mmu.stats(),
             "ipis_sent": self.counts["ipis_sent"],
             "ipis_received": self.counts["ipis_received"],
             "ipi_rtt_us": {"samples": len(rtt), "median": statistics.median(rtt) if rtt else None,
@@ -492,7 +566,7 @@ class Pcpu:
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             "rss_bytes": proc.memory_info().rss,
             "domains": {d: {"hypercalls": v.hypercalls, "slices": v.slices,
-                            "cpu_time_ns": self._cpu_time(d)}
+                            "cpu_time_ns": self._cpu_time(d), "pcpus_ran": sorted(v.pcpus_ran)}
                         for d, v in self.vcpus.items()},
         }
 

@@ -45,6 +45,12 @@ class Xen2Timebase:
             self.shared.g.prev_now = now
         return now
 
+    def raw_now(self) -> int:
+        """System time from the stamp and the local counter, without the global
+        monotonic guard: what a guest extrapolating on this CPU computes."""
+        scale, stamp, _ = self._scale_and_stamp()
+        return stamp.stime_irq + xen2.get_time_delta(self.read_tsc(), stamp, scale)
+
     def shared_fields(self) -> xen2.SharedTimeFields:
         scale, stamp, _ = self._scale_and_stamp()
         return xen2.update_dom_time(stamp, scale)
@@ -94,6 +100,8 @@ class PercpuTimebase:
 
     def now(self) -> int:
         return xen3.get_s_time(self.cpu_time, self.read_tsc())
+
+    raw_now = now
 
     def calibrate(self, tsc: int, master_stime: int) -> None:
         local = xen3.get_s_time(self.cpu_time, tsc)

@@ -18,6 +18,8 @@ class Vcpu:
     ended: str | None = None    # "shutdown" / "crashed" once it ended
     detail: str = ""
     pcpus_ran: set = field(default_factory=set)
+    ldt_base: int = 0           # MMUEXT_SET_LDT (linear address, entries)
+    ldt_ents: int = 0
 
     @property
     def privileged(self) -> bool:

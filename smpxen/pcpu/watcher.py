@@ -32,6 +32,9 @@ class Watcher(threading.Thread):
         self.deadline_ns = None      # host monotonic ns at which to stop the slice
         self.received = 0
         self._done = False
+        # kind -> callable(msg) run in this thread on arrival, before queueing: for the
+        # boot barrier, where a CPU spinning on the barrier reacts at once.
+        self.immediate: dict = {}
 
     def run(self) -> None:
         poller = zmq.Poller()
@@ -44,7 +47,11 @@ class Watcher(threading.Thread):
                         data = self.inbox.recv(zmq.NOBLOCK)
                     except zmq.Again:
                         break
-                    self.queue.append(M.decode(data))
+                    msg = M.decode(data)
+                    act = self.immediate.get(msg[0])
+                    if act is not None:
+                        act(msg)
+                    self.queue.append(msg)
                     self.received += 1
                 self.wake.set()
             if self.running:

@@ -191,11 +191,71 @@ parse_done:
     pop ebx
     ret
 
+# mmu_one(EAX = ptr, EDX = val) -> EAX: mmu_update with a single request.
+mmu_one:
+    push ebx
+    push ecx
+    push edx
+    mov [mmu_one_req], eax
+    mov [mmu_one_req + 4], edx
+    mov eax, 1
+    mov ebx, mmu_one_req
+    mov ecx, 1
+    xor edx, edx
+    int 0x82
+    pop edx
+    pop ecx
+    pop ebx
+    ret
+
+# mmu_ext(EAX = ptr, EDX = MMUEXT command | argument << 8) -> EAX: one extended command.
+mmu_ext:
+    or eax, 3
+    jmp mmu_one
+
+# uva(EAX = virtual address, EDX = new PTE, ECX = UVMF flags) -> EAX: update_va_mapping.
+uva:
+    push ebx
+    push ecx
+    push edx
+    mov ebx, eax
+    shr ebx, 12
+    xchg ecx, edx
+    mov eax, 14
+    int 0x82
+    pop edx
+    pop ecx
+    pop ebx
+    ret
+
+# pfn_to_mfn(EAX = pseudo-physical frame) -> EAX: from start_info's mfn_list.
+pfn_to_mfn:
+    push esi
+    mov esi, [start_info_ptr]
+    mov esi, [esi + 40]
+    mov eax, [esi + eax * 4]
+    pop esi
+    ret
+
+# first_free_pfn -> EAX: the first frame after the bootstrap region (page tables,
+# start_info and stack follow the L2 at pt_base); nothing maps it at start of day.
+first_free_pfn:
+    push esi
+    mov esi, [start_info_ptr]
+    mov eax, [esi + 24]
+    sub eax, 0xC0000000
+    shr eax, 12
+    add eax, [esi + 32]
+    add eax, 2
+    pop esi
+    ret
+
 minus_sign: .asciz "-"
 equals_sign: .asciz "="
 newline: .asciz "\n"
 start_info_ptr: .long 0
 line_len: .long 0
+mmu_one_req: .long 0, 0
 line_buf: .space 256
 dec_buf: .space 12
 dec_end: .space 4

@@ -1,0 +1,63 @@
+"""Moving a domain from one PCPU to another (DOM0_PINCPUDOMAIN, or the machine's
+migration driver). The source takes the domain off its CPU, detaches it from its
+scheduler and ships everything the target needs in one IPI: the saved CPU context
+(Unicorn contexts are plain bytes and restore in another process, FPU included),
+the scheduler record (BVT state; DF_MIGRATED makes the target reset its avt), the
+pending one-shot timer and the per-VCPU state. Guest memory, shared_info and the
+event-channel table are in machine RAM already; events sent while the domain is
+in flight are forwarded by the PCPU that no longer hosts it (pcpu/events.py)."""
+from __future__ import annotations
+
+import pickle
+
+from smpxen.ipc import messages as M
+from smpxen.pcpu.bounce import ThreadState
+from smpxen.pcpu.vcpu import Vcpu
+from smpxen.xen.structs import SharedInfo
+
+
+def migrate_out(pcpu, domid: int, target: int) -> bool:
+    """Send `domid` to PCPU `target`. False if this PCPU does not host it (any more)."""
+    v = pcpu.vcpus.get(domid)
+    if v is None or v.ended or target == pcpu.index:
+        return False
+    now = pcpu.now()
+    pcpu.sched.pause(domid, now)
+    if v is pcpu.current:
+        pcpu.reschedule()              # saves its context and runs something else
+    record = pcpu.sched.migrate_out(domid)
+    record["pausecnt"] -= 1            # the pause above was only for the move
+    timer = pcpu.timers.deadline(("domain", domid))
+    pcpu.timers.cancel(("domain", domid))
+    payload = {
+        "domid": domid,
+        "context": pickle.dumps(v.context) if v.context is not None else None,
+        "sched": record,
+        "timer": timer,
+        "thread": v.thread.to_dict(),
+        "ldt": [v.ldt_base, v.ldt_ents],
+        "counts": [v.hypercalls, v.slices, sorted(v.pcpus_ran)],
+    }
+    del pcpu.vcpus[domid]
+    pcpu.migrated_out[domid] = pcpu.migrated_out.get(domid, 0) + 1
+    v.info.processor = target
+    pcpu.send_ipi(target, M.IPI_MIGRATE, payload)
+    return True
+
+
+def migrate_in(pcpu, payload: dict) -> None:
+    domid = payload["domid"]
+    info = pcpu.domains.find(domid)
+    shared = SharedInfo.from_buffer(pcpu.ram.mem, info.shared_info_mfn << 12)
+    v = Vcpu(domid, info, shared)
+    if payload["context"] is not None:
+        v.context = pickle.loads(payload["context"])
+    v.thread = ThreadState.from_dict(payload["thread"])
+    v.ldt_base, v.ldt_ents = payload["ldt"]
+    v.hypercalls, v.slices, ran = payload["counts"]
+    v.pcpus_ran = set(ran)
+    pcpu.vcpus[domid] = v
+    now = pcpu.now()
+    pcpu.sched.migrate_in(domid, now, payload["sched"])
+    if payload["timer"] is not None:
+        pcpu.timers.set(("domain", domid), payload["timer"])
