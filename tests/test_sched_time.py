@@ -1,0 +1,95 @@
+"""Scheduling and time across real PCPU processes: BVT weights, migration, the
+two time models' cross-CPU skew."""
+import functools
+
+import pytest
+
+from smpxen.testing import run_up, write_config
+
+
+@functools.cache
+def spin_checksum(n: int) -> int:
+    eax = edx = 0
+    for ecx in range(n, 0, -1):
+        eax = (eax + ecx) & 0xFFFFFFFF
+        edx ^= eax
+    return edx
+
+
+WEIGHTS = """
+[machine]
+cpus = 1
+[[domain]]
+name = "heavy"
+kernel = "spin"
+cpu = 0
+cmdline = "4000000000"
+bvt = {{ mcu_advance = {a} }}
+[[domain]]
+name = "middle"
+kernel = "spin"
+cpu = 0
+cmdline = "4000000000"
+bvt = {{ mcu_advance = {b} }}
+[[domain]]
+name = "light"
+kernel = "spin"
+cpu = 0
+cmdline = "4000000000"
+bvt = {{ mcu_advance = {c} }}
+"""
+
+
+@pytest.mark.timeout(60)
+def test_bvt_shares_follow_weights(tmp_path, no_leaks):
+    adv = (10, 20, 40)
+    cfg = write_config(tmp_path, WEIGHTS.format(a=adv[0], b=adv[1], c=adv[2]))
+    result = run_up("--config", cfg, "--timeout", "3", report_dir=tmp_path)
+    assert result.status == 3          # compute-bound domains never finish: stopped by --timeout
+    doms = {d["name"]: d["cpu_time_ns"] for d in result.report["domains"]}
+    total = sum(doms.values())
+    assert total > 2e9
+    weights = [1 / a for a in adv]
+    for name, w in zip(("heavy", "middle", "light"), weights):
+        expected = w / sum(weights)
+        assert abs(doms[name] / total - expected) / expected < 0.05, doms
+
+
+MOVER = """
+[machine]
+cpus = {cpus}
+time_model = "{model}"
+[[domain]]
+name = "mover"
+kernel = "spin"
+cpu = 0
+cmdline = "{n}"
+[[domain]]
+name = "stay"
+kernel = "spin"
+cpu = {last}
+cmdline = "{n}"
+"""
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("cpus,model", [(2, "xen2"), (4, "percpu")])
+def test_migrating_domain_keeps_running_correctly(cpus, model, tmp_path, no_leaks):
+    n = 30_000_000
+    cfg = write_config(tmp_path, MOVER.format(cpus=cpus, model=model, n=n, last=cpus - 1))
+    result = run_up("--config", cfg, "--migrate", "mover:15", "--probe-time-ms", "40",
+                    report_dir=tmp_path, timeout=90)
+    assert result.status == 0, result.stderr
+    mover = result.domain("mover")
+    assert f"spin done, checksum {spin_checksum(n)}" in " ".join(mover["console"])
+    assert result.report["migrations"]["mover"] >= 3
+    assert len(mover["pcpus_ran_on"]) >= 2           # it really ran on several PCPUs
+    skew = result.report["time_skew"]
+    assert skew["probes"] >= 3 and skew["median_pairwise_ns"] is not None
+
+
+@pytest.mark.timeout(60)
+def test_unknown_migrate_target_is_an_error(tmp_path, no_leaks):
+    cfg = write_config(tmp_path, "[[domain]]\nname = 'a'\nkernel = 'hello'\n")
+    result = run_up("--config", cfg, "--migrate", "nosuch:10", report_dir=tmp_path)
+    assert result.status == 2 and "no domain named 'nosuch'" in result.stderr
