@@ -280,7 +280,7 @@ def test_set_gdt_and_update_descriptor(m):
     a = m.frames[DOM_A]
     g = a[0]
     struct.pack_into("<II", m.ram.mem, (g << 12) + 8, 0x0000FFFF, 0x00CFB200)
-    assert m.mm.set_gdt(DOM_A, [g], 300, default_gdt())
+    assert m.mm.set_gdt(DOM_A, [g], 300)
     assert ftype(m, g) == PGT_gdt_page and tcount(m, g) == 1
     assert m.mm.gdt_frames(DOM_A) == [g]
     lo, hi = struct.unpack_from("<II", m.ram.mem, (g << 12) + 8)
@@ -293,7 +293,7 @@ def test_set_gdt_and_update_descriptor(m):
     assert not m.mm.update_descriptor(DOM_A, (g << 12) + 20, 0x0000FFFF, 0x00CFF200)
     bad = a[1]
     struct.pack_into("<II", m.ram.mem, (bad << 12), 0x0000FFFF, 0x00CF9A00)
-    assert not m.mm.set_gdt(DOM_A, [g, bad], 1000, default_gdt())
+    assert not m.mm.set_gdt(DOM_A, [g, bad], 1000)
     assert m.mm.gdt_frames(DOM_A) == [g] and tcount(m, g) == 1
     assert m.mm.audit(DOM_A) == []
 

@@ -488,7 +488,7 @@ class MM:
         pt = self.read_table(info.perdomain_pt_mfn)
         return [e >> 12 for e in pt[:GDT_PAGES] if e & A._PAGE_PRESENT]
 
-    def set_gdt(self, d: int, frames: list[int], entries: int, xen_gdt: bytes) -> bool:
+    def set_gdt(self, d: int, frames: list[int], entries: int) -> bool:
         """set_gdt (x86_32/mm.c): type every frame gdt (validated), copy Xen's
         reserved entries into frame 0, install the frames read-only in the domain's
         PERDOMAIN L1 and drop the old ones."""
@@ -516,8 +516,8 @@ class MM:
                 for mfn in taken:
                     self.put_page_and_type(mfn)
                 return False
-            first = frames[0] << 12
-            self.mem[first + lo:first + hi] = xen_gdt[lo:hi]
+            first, xen = frames[0] << 12, self.layout.gdt_mfn << 12
+            self.mem[first + lo:first + hi] = self.mem[xen + lo:xen + hi]
             old = self.gdt_frames(d)
             for i in range(GDT_PAGES):
                 e = (frames[i] << 12) | XEN_RO if i < len(frames) else 0

@@ -253,6 +253,17 @@ class CpuCore:
     def set_result(self, value: int) -> None:
         self.write_reg(R.UC_X86_REG_EAX, value)
 
+    def set_cr3(self, cr3: int) -> None:
+        """Load a new page directory (MMUEXT_NEW_BASEPTR); QEMU drops the soft TLB."""
+        self.uc.reg_write(R.UC_X86_REG_CR3, cr3)
+
+    def set_gdtr(self, base: int, limit: int) -> None:
+        self.uc.reg_write(R.UC_X86_REG_GDTR, (0, base, limit, 0))
+
+    def gdtr(self) -> tuple[int, int]:
+        _, base, limit, _ = self.uc.reg_read(R.UC_X86_REG_GDTR)
+        return base, limit
+
     def flush_tlb(self) -> None:
         """Drop the soft TLB (not part of a saved context, so needed on every switch)."""
         self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)

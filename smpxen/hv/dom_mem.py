@@ -1,0 +1,68 @@
+"""dom_mem_op (xen/common/dom_mem_ops.c): increase and decrease a domain's
+reservation. Frames really move between the free pool and the domain: increase
+takes them from the pool within max_pages (after every PCPU that may still cache
+one of them flushed), decrease unpins them and drops PGC_allocated so they return
+to the pool with their last reference. Both return the number of extents done and
+stop at the first that fails."""
+from __future__ import annotations
+
+from smpxen.hv.dispatch import hypercall
+from smpxen.hv.guestmem import GuestFault
+from smpxen.hv.mmu import guest_range_ok
+from smpxen.xen import errno, hypercall as nr
+from smpxen.xen.xen import DOMID_SELF, MEMOP_decrease_reservation, MEMOP_increase_reservation
+
+
+@hypercall(nr.dom_mem_op)
+def do_dom_mem_op(hv, op, extent_list, nr_extents, extent_order, domid):
+    mmu = hv.mmu
+    domid &= 0xFFFF
+    if domid == DOMID_SELF:
+        d = hv.current.domid
+    elif not hv.current.privileged:
+        return -errno.EPERM
+    elif mmu.mm.dominfo(domid) is None:
+        return -errno.ESRCH
+    else:
+        d = domid
+    if op == MEMOP_increase_reservation:
+        return _increase(hv, mmu, d, extent_list, nr_extents, extent_order)
+    if op == MEMOP_decrease_reservation:
+        return _decrease(hv, mmu, d, extent_list, nr_extents, extent_order)
+    return -errno.ENOSYS
+
+
+def _increase(hv, mmu, d, extent_list, nr_extents, order) -> int:
+    if not guest_range_ok(extent_list, nr_extents * 4):
+        return 0
+    if order != 0:
+        return 0          # only physical-device domains may ask for larger extents
+    for i in range(nr_extents):
+        mfns = mmu.alloc_frames(d, 1)
+        if mfns is None:
+            return i
+        mfn = mfns[0]
+        # Xen 2.0 hands frames over unscrubbed; smpxen clears them so no domain
+        # reads what another left behind.
+        mmu.mm.ft.ram.zero_frame(mfn)
+        try:
+            hv.mem.write_u32(extent_list + 4 * i, mfn)
+        except GuestFault:
+            return i
+    return nr_extents
+
+
+def _decrease(hv, mmu, d, extent_list, nr_extents, order) -> int:
+    if not guest_range_ok(extent_list, nr_extents * 4) or order >= 32:
+        return 0
+    mm = mmu.mm
+    for i in range(nr_extents):
+        try:
+            mfn = hv.mem.read_u32(extent_list + 4 * i)
+        except GuestFault:
+            return i
+        with mm.lock:
+            for j in range(1 << order):
+                if not mm.is_ram(mfn + j) or not mm.free_dom_page(mfn + j, d):
+                    return i
+    return nr_extents

@@ -1,0 +1,165 @@
+"""mmu_update, update_va_mapping and update_va_mapping_otherdomain (memory.c).
+
+mmu_update runs a batch of (ptr, val) requests: normal page-table updates,
+machine->phys updates and extended commands. The first failing request stops the
+batch with -EINVAL (-EFAULT if the request itself cannot be read); requests before
+it stay applied. *success_count receives the number of requests that succeeded
+(Xen 2.0.6's rule; 2.0.0 wrote `count` whatever happened). The foreign domain
+selected in a batch is dropped at its end, and deferred TLB flushes run once after
+the loop, outside the frame-table lock."""
+from __future__ import annotations
+
+import struct
+
+from smpxen.hv.dispatch import hypercall
+from smpxen.hv.guestmem import GuestFault
+from smpxen.shm.frametable import PGT_count_mask, PGT_l1_page_table, PGT_l2_page_table, PGT_type_mask
+from smpxen.xen import errno, hypercall as nr
+from smpxen.xen.arch_x86_32 import HYPERVISOR_VIRT_START, PAGE_OFFSET
+from smpxen.xen.xen import (MMU_EXTENDED_COMMAND, MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE,
+                            MMUEXT_CLEAR_FOREIGNDOM, MMUEXT_CMD_MASK, MMUEXT_CMD_SHIFT,
+                            MMUEXT_INVLPG, MMUEXT_NEW_BASEPTR, MMUEXT_PIN_L1_TABLE,
+                            MMUEXT_PIN_L2_TABLE, MMUEXT_SET_FOREIGNDOM, MMUEXT_SET_LDT,
+                            MMUEXT_TLB_FLUSH, MMUEXT_UNPIN_TABLE, UVMF_FLUSH_TLB, UVMF_INVLPG)
+
+_req = struct.Struct("<II")
+LDT_ENTRY_SIZE = 8
+MAX_LDT_ENTRIES = 8192
+
+
+def signed32(x: int) -> int:
+    return x - (1 << 32) if x & 0x80000000 else x
+
+
+def guest_range_ok(va: int, nbytes: int) -> bool:
+    """access_ok: the whole range lies below the hypervisor."""
+    return nbytes >= 0 and va + nbytes <= HYPERVISOR_VIRT_START
+
+
+@hypercall(nr.mmu_update)
+def do_mmu_update(hv, ureqs, count, success_count, *_):
+    mmu = hv.mmu
+    mmu.cleanup_writable_pagetables()
+    count = signed32(count)
+    if count > 0 and not guest_range_ok(ureqs, count * _req.size):
+        return -errno.EFAULT
+    rc, done = 0, 0
+    try:
+        with mmu.mm.lock:
+            for i in range(count):
+                try:
+                    ptr, val = _req.unpack(hv.mem.read(ureqs + i * _req.size, _req.size))
+                except GuestFault:
+                    rc = -errno.EFAULT
+                    break
+                if not _mmu_request(hv, mmu, ptr, val):
+                    rc = -errno.EINVAL
+                    break
+                done += 1
+    finally:
+        mmu.foreign = None
+        mmu.counts["mmu_update_entries"] += done
+    mmu.run_deferred()
+    if success_count:
+        try:
+            hv.mem.write_u32(success_count, done)
+        except GuestFault:
+            pass            # put_user's failure is ignored, as in Xen
+    return rc
+
+
+def _mmu_request(hv, mmu, ptr: int, val: int) -> bool:
+    mm = mmu.mm
+    cmd = ptr & 3
+    if cmd == MMU_NORMAL_PT_UPDATE:
+        return mm.update_entry(ptr, val, mmu.domid, mmu.foreigndom())
+    if cmd == MMU_MACHPHYS_UPDATE:
+        mfn = ptr >> 12
+        if not mm.get_page(mfn, mmu.foreigndom()):
+            return False
+        mm.ft.m2p[mfn] = val      # the guests' read-only M2P maps these very frames
+        mm.put_page(mfn)
+        return True
+    if cmd == MMU_EXTENDED_COMMAND:
+        return _extended_command(hv, mmu, ptr & ~3, val)
+    return False
+
+
+def _extended_command(hv, mmu, ptr: int, val: int) -> bool:
+    mm = mmu.mm
+    cmd = val & MMUEXT_CMD_MASK
+    pfn = ptr >> 12
+    if cmd == MMUEXT_PIN_L1_TABLE:
+        return mm.pin_table(pfn, PGT_l1_page_table, mmu.foreigndom())
+    if cmd == MMUEXT_PIN_L2_TABLE:
+        return mm.pin_table(pfn, PGT_l2_page_table, mmu.foreigndom())
+    if cmd == MMUEXT_UNPIN_TABLE:
+        return mm.unpin_table(pfn, mmu.foreigndom())
+    if cmd == MMUEXT_NEW_BASEPTR:
+        if not mm.get_page_and_type(pfn, mmu.domid, PGT_l2_page_table):
+            return False
+        old = hv.current.info.pt_base_mfn
+        mmu.set_baseptr(pfn)              # reloading CR3 flushes: no deferred flush needed
+        mmu.deferred_flush = False
+        mm.put_page_and_type(old)
+        return True
+    if cmd == MMUEXT_TLB_FLUSH:
+        mmu.deferred_flush = True
+        return True
+    if cmd == MMUEXT_INVLPG:
+        mmu.local_flush()                 # Unicorn flushes its soft TLB whole, not by page
+        return True
+    if cmd == MMUEXT_SET_LDT:
+        ents = val >> MMUEXT_CMD_SHIFT
+        end = ptr + ents * LDT_ENTRY_SIZE
+        if ptr & 0xFFF or ents > MAX_LDT_ENTRIES or end > PAGE_OFFSET:
+            return False
+        v = hv.current
+        v.ldt_base, v.ldt_ents = ptr, ents
+        return True
+    if cmd == MMUEXT_SET_FOREIGNDOM:
+        return mmu.set_foreigndom(val >> 16)
+    if cmd == MMUEXT_CLEAR_FOREIGNDOM:
+        mmu.foreign = None
+        return True
+    # FLUSH_CACHE needs a physical-device domain (none exists); TRANSFER_PAGE and
+    # REASSIGN_PAGE need grant tables, not modelled; L3/L4 pins do not exist on x86_32.
+    return False
+
+
+@hypercall(nr.update_va_mapping)
+def do_update_va_mapping(hv, page_nr, val, flags, *_):
+    if page_nr >= HYPERVISOR_VIRT_START >> 12:
+        return -errno.EINVAL
+    mmu = hv.mmu
+    mmu.cleanup_writable_pagetables()
+    mm = mmu.mm
+    ok = False
+    with mm.lock:
+        _pde_ma, pde, pte_ma, _pte = mmu.walk(page_nr << 12)
+        # linear_pg_table[page_nr]: the PTE must sit in one of the caller's L1 tables
+        # (not in an L2 reached through a linear self-map).
+        if pte_ma is not None:
+            f = mm.frames[pde >> 12]
+            if f.owner == mmu.domid and f.type_info & PGT_type_mask == PGT_l1_page_table \
+                    and f.type_info & PGT_count_mask:
+                ok = mm.mod_l1_entry(pte_ma, val, mmu.domid, mmu.foreigndom())
+    mmu.run_deferred()
+    if flags & (UVMF_FLUSH_TLB | UVMF_INVLPG):
+        mmu.local_flush()
+    return 0 if ok else -errno.EINVAL
+
+
+@hypercall(nr.update_va_mapping_otherdomain)
+def do_update_va_mapping_otherdomain(hv, page_nr, val, flags, domid, _a5):
+    if not hv.current.privileged:
+        return -errno.EPERM
+    mmu = hv.mmu
+    if mmu.mm.dominfo(domid & 0xFFFF) is None:
+        return -errno.ESRCH
+    mmu.foreign = domid & 0xFFFF
+    try:
+        return do_update_va_mapping(hv, page_nr, val, flags, 0, 0)
+    finally:
+        mmu.foreign = None
+

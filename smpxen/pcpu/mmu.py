@@ -1,0 +1,286 @@
+"""One PCPU's side of memory management: what Xen keeps per CPU (percpu_info's
+foreign domain and deferred ops, ptwr_info's two writable-page-table slots), the
+TLB and translation-cache flushes of this core and of others (flush IPIs that wait
+for every acknowledgement, skipped where the TLB-flush clock shows a PCPU already
+flushed), and the page-fault handler that gets the first look at every #PF.
+
+Hypercall handlers reach it as `hv.mmu`. The frame-table logic itself is
+smpxen.mm.memory (shared by all PCPUs under Locks.mm); nothing here waits for
+another PCPU while holding that lock."""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from smpxen.arch import x86
+from smpxen.mm.memory import MM
+from smpxen.shm.frametable import (PGT_l1_page_table, PGT_type_mask, PGT_va_mask, PGT_va_shift,
+                                   PGT_va_unknown)
+from smpxen.shm.layout import GDT_VIRT_START, HV_GDT_VA
+from smpxen.xen import arch_x86_32 as A
+from smpxen.xen.xen import DOMID_IO, DOMID_XEN, VMASST_TYPE_writable_pagetables
+
+PTWR_PT_ACTIVE = 0
+PTWR_PT_INACTIVE = 1
+_u32 = struct.Struct("<I")
+DEFAULT_GDT_LIMIT = (A.LAST_RESERVED_GDT_ENTRY + 1) * 8 - 1
+P, RW, USER = A._PAGE_PRESENT, A._PAGE_RW, A._PAGE_USER
+
+
+@dataclass
+class PtwrSlot:
+    """ptwr_info.ptinfo[which]: an L1 the guest may currently write directly."""
+    l1va: int          # the guest address whose write faulted
+    pte_ma: int        # machine address of the PTE mapping the L1 (now writable)
+    l2e_ma: int        # machine address of the L2 entry hooking the L1 (ACTIVE only)
+    l1_mfn: int
+    snapshot: tuple    # the 1024 entries as they were validated
+
+
+class PcpuMM:
+    def __init__(self, pcpu):
+        self.pcpu = pcpu
+        self.cpu = pcpu.index
+        self.core = pcpu.core
+        self.mm = MM(pcpu.frames, pcpu.ram, pcpu.domains)
+        self.mm.request_flush = self._request_flush
+        self.clock = self.mm.clock
+        self.foreign: int | None = None        # percpu_info.foreign (a domid)
+        self.deferred_flush = False            # DOP_FLUSH_TLB
+        self.remote_flush: set[int] = set()
+        self.ptwr: list[PtwrSlot | None] = [None, None]
+        self.counts = {"tlb_flush_local": 0, "tlb_flush_ipis_sent": 0, "tlb_flush_ipis_avoided": 0,
+                       "tlb_shootdowns": 0, "ptwr_faults": 0, "ptwr_flushes": 0,
+                       "mmu_update_entries": 0}
+
+    # ---- who is acting -------------------------------------------------------------
+    @property
+    def current(self):
+        return self.pcpu.current
+
+    @property
+    def domid(self) -> int:
+        return self.pcpu.current.domid
+
+    def foreigndom(self) -> int:
+        """FOREIGNDOM: the selected foreign domain, else the caller."""
+        return self.foreign if self.foreign is not None else self.domid
+
+    def set_foreigndom(self, domid: int) -> bool:
+        """MMUEXT_SET_FOREIGNDOM: an unprivileged domain may only select DOMID_IO;
+        a privileged one any live domain, DOMID_XEN or DOMID_IO."""
+        self.foreign = None
+        if not self.current.privileged:
+            if domid != DOMID_IO:
+                return False
+        elif domid not in (DOMID_IO, DOMID_XEN) and self.mm.dominfo(domid) is None:
+            return False
+        self.foreign = domid
+        return True
+
+    def crash_current(self, detail: str) -> None:
+        self.pcpu.end_domain(self.current, "crashed", x86.PF, detail)
+
+    # ---- TLB and translation flushes -----------------------------------------------------
+    def local_flush(self, translations: bool = False) -> None:
+        """write_cr3: tick the clock, flush, then record this PCPU's flush time."""
+        t = self.clock.tick()
+        self.core.flush_tlb()
+        if translations:
+            self.core.flush_translations()
+        self.clock.flushed(self.cpu, t, translations)
+        self.counts["tlb_flush_local"] += 1
+
+    def switched(self) -> None:
+        """A domain switch reloaded CR3 (the soft TLB was flushed): a clock event."""
+        self.clock.flushed(self.cpu, self.clock.tick())
+
+    def _request_flush(self, cpu: int) -> None:
+        if cpu == self.cpu:
+            self.deferred_flush = True
+        else:
+            self.remote_flush.add(cpu)
+
+    def flush_tlb_mask(self, cpus, translations: bool = False, stamp: int | None = None) -> None:
+        """Flush every PCPU in `cpus` and wait until each acknowledged. With a frame
+        stamp, PCPUs whose last flush is newer than the stamp are skipped (the clock)."""
+        cpus = set(cpus)
+        if stamp is not None:
+            need = set(self.clock.cpus_needing_flush(cpus, stamp, translations))
+            self.counts["tlb_flush_ipis_avoided"] += len(cpus - need - {self.cpu})
+            cpus = need
+        assert self.mm.lock.depth == 0, "flush IPIs must not wait under Locks.mm"
+        if self.cpu in cpus:
+            self.local_flush(translations)
+        remote = sorted(cpus - {self.cpu})
+        if remote:
+            self.counts["tlb_flush_ipis_sent"] += len(remote)
+            self.counts["tlb_shootdowns"] += 1
+            self.pcpu.call_remote_many(remote, "mm_flush", (translations,))
+
+    def run_deferred(self) -> None:
+        """Deferred ops of a hypercall, once Locks.mm is released."""
+        if self.remote_flush:
+            cpus, self.remote_flush = self.remote_flush, set()
+            self.flush_tlb_mask(cpus)
+        if self.deferred_flush:
+            self.deferred_flush = False
+            self.local_flush()
+
+    def alloc_frames(self, domid: int, count: int):
+        """Frames from the pool for a domain; any PCPU that may still cache one of
+        them (TLB or translated code) flushes, acknowledged, before they are used."""
+        got = self.mm.alloc_domheap_pages(domid, count)
+        if got is None:
+            return None
+        mfns, tlb, tb = got
+        self.flush_tlb_mask(tlb | tb, translations=bool(tb))
+        return mfns
+
+    # ---- address space ----------------------------------------------------------------
+    def set_baseptr(self, mfn: int) -> None:
+        """Switch the running core to a new page directory (MMUEXT_NEW_BASEPTR)."""
+        self.core.set_cr3(mfn << 12)
+        self.pcpu.mem.cr3 = mfn << 12
+        self.current.info.pt_base_mfn = mfn
+        self.switched()
+
+    def load_gdt(self, entries: int) -> None:
+        self.core.set_gdtr(GDT_VIRT_START, entries * 8 - 1)
+
+    def default_gdt(self) -> None:
+        self.core.set_gdtr(HV_GDT_VA, DEFAULT_GDT_LIMIT)
+
+    def walk(self, va: int):
+        """(pde_ma, pde, pte_ma, pte) of va in the current address space; pte_ma is
+        None when the L2 entry is not present."""
+        mm = self.mm
+        pde_ma = (self.pcpu.mem.cr3 & ~0xFFF) + ((va >> 22) << 2)
+        pde = mm.read_entry(pde_ma)
+        if not pde & P or not mm.is_ram(pde >> 12):
+            return pde_ma, pde, None, 0
+        pte_ma = (pde & ~0xFFF) + (((va >> 12) & 1023) << 2)
+        return pde_ma, pde, pte_ma, mm.read_entry(pte_ma)
+
+    # ---- page faults ---------------------------------------------------------------------
+    def page_fault(self, addr: int, error_code: int | None, cpl: int) -> bool:
+        """First look at a guest #PF at `addr`. True if the fault was the
+        hypervisor's (a writable-page-table fault, or a touch of the disconnected
+        region) and the guest may simply retry the instruction. Without an error
+        code from the core, present/write are derived from the page walk."""
+        if addr >= A.HYPERVISOR_VIRT_START or self.current is None or self.current.ended:
+            return False
+        if error_code is None:
+            present, write = self.error_code(addr, cpl)
+        else:
+            present, write = bool(error_code & 1), bool(error_code & 2)
+        active = self.ptwr[PTWR_PT_ACTIVE]
+        if not present and active is not None and (addr >> 22) == (active.l2e_ma & 0xFFF) >> 2:
+            self.ptwr_flush(PTWR_PT_ACTIVE)
+            return True
+        if present and write and self.current.info.vm_assist >> VMASST_TYPE_writable_pagetables & 1:
+            return self.ptwr_do_page_fault(addr)
+        return False
+
+    def error_code(self, addr: int, cpl: int) -> tuple[bool, bool]:
+        """Unicorn reports no error code: derive present/write from the page walk.
+        A supervisor (ring 1) access to a present page can only fault by writing a
+        read-only page (CR0.WP); a user access may also fault on a supervisor page,
+        which says nothing about write, so it is not counted as one."""
+        _pde_ma, pde, pte_ma, pte = self.walk(addr)
+        present = pte_ma is not None and bool(pte & P)
+        if not present:
+            return False, False
+        if cpl == 3 and not (pde & pte & USER):
+            return True, False
+        return True, not (pde & pte & RW)
+
+    def ptwr_do_page_fault(self, addr: int) -> bool:
+        mm = self.mm
+        pde_ma, pde, pte_ma, pte = self.walk(addr)
+        if pte_ma is None:
+            return False
+        pfn = pte >> 12
+        if pte & (RW | P) != P or not mm.is_ram(pfn):
+            return False
+        f = mm.frames[pfn]
+        if f.type_info & PGT_type_mask != PGT_l1_page_table or f.owner != self.domid:
+            return False
+        va_bits = f.type_info & PGT_va_mask
+        if va_bits >= PGT_va_unknown:
+            self.crash_current(f"writable page table: L1 {pfn:#x} is mapped at several L2 slots")
+            return True
+        l2_idx = va_bits >> PGT_va_shift
+        l2e_ma = (self.pcpu.mem.cr3 & ~0xFFF) + l2_idx * 4
+        which = PTWR_PT_ACTIVE if mm.read_entry(l2e_ma) >> 12 == pfn else PTWR_PT_INACTIVE
+        if self.ptwr[which] is not None:
+            self.ptwr_flush(which)
+            if self.current.ended:
+                return True
+            pde_ma, pde, pte_ma, pte = self.walk(addr)      # the flush may have re-protected it
+        self.counts["ptwr_faults"] += 1
+        with mm.lock:
+            if which == PTWR_PT_ACTIVE:
+                mm.write_entry(l2e_ma, mm.read_entry(l2e_ma) & ~P)   # disconnect
+            self.ptwr[which] = PtwrSlot(addr, pte_ma, l2e_ma, pfn, mm.read_table(pfn))
+            mm.write_entry(pte_ma, pte | RW)
+        self.local_flush()
+        return True
+
+    def ptwr_flush(self, which: int) -> None:
+        """Write-protect the L1 again, revalidate what the guest changed, reconnect it.
+        A bad entry is undone (with everything after it) and the domain crashes."""
+        s = self.ptwr[which]
+        if s is None:
+            return
+        mm = self.mm
+        d = self.domid
+        self.counts["ptwr_flushes"] += 1
+        bad = None
+        with mm.lock:
+            mm.write_entry(s.pte_ma, mm.read_entry(s.pte_ma) & ~RW)
+            self.core.flush_tlb()
+            new = mm.read_table(s.l1_mfn)
+            base = s.l1_mfn << 12
+            for i, (o, n) in enumerate(zip(s.snapshot, new)):
+                if o == n:
+                    continue
+                if o == n | RW:                    # merely write-protected
+                    if n & P:
+                        mm.put_page_type(n >> 12)
+                    continue
+                if not mm.get_page_from_l1e(n, d):
+                    for j in range(i, 1024):       # keep counts right before crashing
+                        mm.write_entry(base + j * 4, s.snapshot[j])
+                    bad = (i, n)
+                    break
+                mm.put_page_from_l1e(o, d)
+            if which == PTWR_PT_ACTIVE:
+                mm.write_entry(s.l2e_ma, mm.read_entry(s.l2e_ma) | P)
+            self.ptwr[which] = None
+        self.local_flush()
+        if bad is not None:
+            self.crash_current(f"writable page table: bad entry {bad[1]:#010x} written at "
+                               f"L1 {s.l1_mfn:#x}[{bad[0]}] (refused at reconnection)")
+
+    def cleanup_writable_pagetables(self) -> None:
+        for which in (PTWR_PT_ACTIVE, PTWR_PT_INACTIVE):
+            if self.ptwr[which] is not None:
+                self.ptwr_flush(which)
+
+    def deschedule(self) -> None:
+        """The current domain leaves this PCPU: flush its writable page tables."""
+        if self.ptwr[0] is not None or self.ptwr[1] is not None:
+            self.cleanup_writable_pagetables()
+
+    def stats(self) -> dict:
+        return dict(self.counts)
+
+
+def remote_mm_flush(pcpu, translations: bool) -> None:
+    """The receiving side of a flush IPI (runs between slices, or inside a hook
+    while this PCPU waits for a reply of its own)."""
+    pcpu.mmu.local_flush(bool(translations))
+
+
+__all__ = ["PcpuMM", "remote_mm_flush"]
