@@ -239,3 +239,9 @@ def test_messages_round_trip():
     data = M.encode(M.CONSOLE, 3, 7, b"\x00bytes")
     assert M.decode(data) == [M.CONSOLE, 3, 7, b"\x00bytes"]
     assert M.decode(M.encode(M.STATS, 0, {1: {"a": 2}})) == [M.STATS, 0, {1: {"a": 2}}]
+
+
+@pytest.mark.parametrize("name", sorted(__import__("smpxen.guests.assemble", fromlist=["x"]).bundled_guest_names()))
+def test_every_bundled_guest_assembles(name):
+    image = assemble_guest(name)
+    assert image.entry == image.virt_base and len(image.segments[0].data) > 0

@@ -32,6 +32,8 @@ def assemble_guest(name: str, virt_base: int = BUNDLED_VIRT_BASE) -> KernelImage
         raise GuestAssemblyError(f"unknown bundled guest {name!r} (bundled: {', '.join(sorted(bundled_guest_names()))})")
     from keystone import KS_ARCH_X86, KS_MODE_32, Ks, KsError
     src = guest_source(name)
+    if not src.isascii():
+        raise GuestAssemblyError(f"bundled guest {name!r}: keystone takes ASCII source only")
     try:
         code, _ = Ks(KS_ARCH_X86, KS_MODE_32).asm(src, virt_base)
     except KsError as e:

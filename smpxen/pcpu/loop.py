@@ -183,8 +183,9 @@ class Pcpu:
             self.timers.set("calibrate", now + EPOCH_NS)
 
     def run_timers(self) -> None:
-        if self.pit_host_deadline is not None and time.monotonic_ns() >= self.pit_host_deadline:
-            self.timebase.pit_tick()
+        host = time.monotonic_ns()
+        while self.pit_host_deadline is not None and host >= self.pit_host_deadline:
+            self.timebase.pit_tick(host - self.pit_host_deadline)
             self.pit_host_deadline += TICK_NS
         now = self.now()
         for key in self.timers.pop_due(now):
@@ -464,6 +465,7 @@ class Pcpu:
         self.counts["traps"] += 1
         v = self.current
         trap = self.traps.classify(vector, eip, cpl)     # consumes the fault state
+        import sys; print("TRAP", vector, hex(eip), cpl, trap.soft, trap.error_code, file=sys.stderr)
         if vector == x86.PF and not trap.soft and cpl != 0 and \
                 self.mm_page_fault(trap.cr2, trap.error_code, eip):
             self.resume_eip = eip
@@ -505,6 +507,7 @@ class Pcpu:
         self.counts["slices"] += 1
         v.slices += 1
         self.resume_eip = self.core.eip()
+        import sys; print("SLICE", hex(self.resume_eip), self.core.cpl(), self.exit, file=sys.stderr)
         ex = self.exit
         if ex is None or ex == EXIT_RESCHED:
             return

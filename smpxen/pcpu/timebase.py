@@ -67,9 +67,14 @@ class Xen2Timebase:
                               stime_irq=stamp.stime_irq, wc_sec=stamp.wc_sec, wc_usec=stamp.wc_usec,
                               prev_now=0)
 
-    def pit_tick(self) -> None:
+    def pit_tick(self, late_ns: int = 0) -> None:
+        """The timer CPU's PIT interrupt. `late_ns` is how long after the PIT fired
+        the simulator got to it (its polling, not Xen's IRQ latency, which is
+        microseconds): the stamp takes the counter value at the interrupt, as the
+        handler's rdtsc would on hardware."""
         scale, stamp, _ = self._scale_and_stamp()
-        stamp = xen2.timer_tick(stamp, self.read_tsc(), scale)
+        irq_tsc = self.read_tsc() - late_ns * scale.cpu_freq // 1_000_000_000
+        stamp = xen2.timer_tick(stamp, irq_tsc, scale)
         with self.shared.lock:
             self.shared.write(full_tsc_irq=stamp.full_tsc_irq, shifted_tsc_irq=stamp.shifted_tsc_irq,
                               stime_irq=stamp.stime_irq, wc_sec=stamp.wc_sec, wc_usec=stamp.wc_usec)

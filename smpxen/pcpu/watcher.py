@@ -56,6 +56,12 @@ class Watcher(threading.Thread):
                 self.wake.set()
             if self.running:
                 deadline = self.deadline_ns
+                if deadline is not None and not self.queue:
+                    # zmq polls in whole milliseconds: sleep out the last one so a
+                    # timer fires within tens of microseconds, not up to 1 ms late.
+                    left = deadline - self.clock_ns()
+                    if 0 < left < POLL_MS * 1_000_000:
+                        time.sleep(left / 1e9)
                 if self.queue or (deadline is not None and self.clock_ns() >= deadline):
                     self.stop_core()
 

@@ -19,6 +19,23 @@
 .equ START_INFO_CMDLINE, 64
 .equ START_INFO_NR_PAGES, 0
 
+.equ HYPERVISOR_set_callbacks, 4
+.equ HYPERVISOR_update_va_mapping, 14
+.equ HYPERVISOR_set_timer_op, 15
+.equ UVMF_INVLPG, 2
+.equ FLAT_RING1_CS, 0x0819
+.equ START_INFO_SHARED_INFO, 8
+# shared_info_t offsets (Xen 2.0)
+.equ SI_UPCALL_PENDING, 0
+.equ SI_UPCALL_MASK, 1
+.equ SI_EVTCHN_PENDING, 4
+.equ SI_PENDING_SEL, 132
+.equ SI_CPU_FREQ, 264
+.equ SI_TIME_VERSION1, 272
+.equ SI_TIME_VERSION2, 276
+.equ SI_TSC_TIMESTAMP, 280
+.equ SI_SYSTEM_TIME, 288
+
 _start:
     cld
     mov [start_info_ptr], esi
@@ -162,6 +179,85 @@ rdtsc_k:
     pop edx
     ret
 
+# map_shared_info(EBX = page-aligned virtual address) -> EAX = hypercall result:
+# update_va_mapping(va >> 12, start_info.shared_info | present | rw, UVMF_INVLPG),
+# as the Xen 2.0 mini-os does.
+map_shared_info:
+    push ecx
+    push edx
+    push esi
+    mov esi, [start_info_ptr]
+    mov ecx, [esi + START_INFO_SHARED_INFO]
+    or ecx, 3
+    shr ebx, 12
+    mov edx, UVMF_INVLPG
+    mov eax, HYPERVISOR_update_va_mapping
+    int 0x82
+    pop esi
+    pop edx
+    pop ecx
+    ret
+
+# xen_time(ESI = mapped shared_info) -> EDX:EAX = system time in ns, as XenLinux 2.0
+# computes it: a consistent copy of the time fields (retry while the two version
+# counters differ), then system_time + the microseconds since tsc_timestamp by this
+# CPU's rdtsc (negative deltas clamp to 0), using cpu_freq's quotient.
+xen_time:
+    push ebx
+    push ecx
+    push edi
+    push ebp
+xen_time_retry:
+    mov ebp, [esi + SI_TIME_VERSION2]
+    mov edi, [esi + SI_TSC_TIMESTAMP]
+    mov eax, [esi + SI_SYSTEM_TIME]
+    mov [xt_stime_lo], eax
+    mov eax, [esi + SI_SYSTEM_TIME + 4]
+    mov [xt_stime_hi], eax
+    mov eax, [esi + SI_CPU_FREQ]
+    mov [xt_freq], eax
+    cmp ebp, [esi + SI_TIME_VERSION1]
+    jne xen_time_retry
+    # quotient = (1000 << 32) / cpu_khz, cpu_khz = cpu_freq / 1000
+    mov eax, [xt_freq]
+    xor edx, edx
+    mov ecx, 1000
+    div ecx
+    mov ecx, eax
+    mov edx, 1000
+    xor eax, eax
+    div ecx
+    mov ecx, eax
+    # delta = (u32)rdtsc - (u32)tsc_timestamp, clamped at 0
+    rdtsc
+    sub eax, edi
+    jns xen_time_pos
+    xor eax, eax
+xen_time_pos:
+    mul ecx
+    mov eax, edx
+    mov ecx, 1000
+    mul ecx
+    add eax, [xt_stime_lo]
+    adc edx, [xt_stime_hi]
+    pop ebp
+    pop edi
+    pop ecx
+    pop ebx
+    ret
+
+# The event callback for guests that only need to be woken: clear what is pending
+# (every VIRQ they get arrives on port 0 or the port they bound), unmask, return.
+event_callback_ack:
+    push eax
+    mov eax, [shared_va]
+    mov byte ptr [eax + SI_UPCALL_PENDING], 0
+    mov dword ptr [eax + SI_PENDING_SEL], 0
+    mov dword ptr [eax + SI_EVTCHN_PENDING], 0
+    mov byte ptr [eax + SI_UPCALL_MASK], 0
+    pop eax
+    iretd
+
 # parse_uint(ESI = string) -> EAX = first decimal number in it, or 0 if none.
 parse_uint:
     push ebx
@@ -250,6 +346,10 @@ first_free_pfn:
     pop esi
     ret
 
+xt_stime_lo: .long 0
+xt_stime_hi: .long 0
+xt_freq: .long 0
+shared_va: .long 0
 minus_sign: .asciz "-"
 equals_sign: .asciz "="
 newline: .asciz "\n"

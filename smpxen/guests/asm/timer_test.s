@@ -1,0 +1,104 @@
+# timer_test: K times (K = first number of the command line, default 20), sets a
+# one-shot timer D = 3 ms ahead with set_timer_op, blocks, and on wake-up reads
+# system time; reports the mean and worst lateness in us and how many wake-ups came
+# early.
+
+.equ DELAY_NS, 3000000
+
+guest_main:
+    mov ebx, shinfo_page
+    mov [shared_va], ebx
+    call map_shared_info
+    mov esi, t_map
+    call report
+    mov eax, HYPERVISOR_set_callbacks
+    mov ebx, FLAT_RING1_CS
+    mov ecx, event_callback_ack
+    mov edx, FLAT_RING1_CS
+    mov esi, failsafe
+    int 0x82
+    mov esi, t_cb
+    call report
+    mov esi, [start_info_ptr]
+    add esi, START_INFO_CMDLINE
+    call parse_uint
+    test eax, eax
+    jnz tt_have
+    mov eax, 20
+tt_have:
+    mov [rounds], eax
+tt_loop:
+    mov esi, [shared_va]
+    call xen_time
+    add eax, DELAY_NS
+    adc edx, 0
+    mov [dl_lo], eax
+    mov [dl_hi], edx
+    mov ebx, edx
+    mov ecx, eax
+    mov eax, HYPERVISOR_set_timer_op
+    int 0x82
+    mov eax, HYPERVISOR_sched_op
+    mov ebx, SCHEDOP_block
+    int 0x82
+    mov esi, [shared_va]
+    call xen_time
+    # lateness = now - deadline (assume |lateness| < 2 s: use the low words)
+    sub eax, [dl_lo]
+    jns tt_late
+    inc dword ptr [early]
+    jmp tt_next
+tt_late:
+    xor edx, edx
+    mov ecx, 1000
+    div ecx
+    add [sum_us], eax
+    cmp eax, [max_us]
+    jbe tt_next
+    mov [max_us], eax
+tt_next:
+    dec dword ptr [rounds]
+    jnz tt_loop
+    mov esi, [start_info_ptr]
+    add esi, START_INFO_CMDLINE
+    call parse_uint
+    test eax, eax
+    jnz tt_have2
+    mov eax, 20
+tt_have2:
+    mov ecx, eax
+    mov eax, [sum_us]
+    xor edx, edx
+    div ecx
+    mov esi, t_mean
+    call report
+    mov eax, [max_us]
+    mov esi, t_max
+    call report
+    mov eax, [early]
+    mov esi, t_early
+    call report
+    ret
+failsafe:
+    mov eax, 99
+    mov esi, t_failsafe
+    call report
+    mov eax, SHUTDOWN_poweroff
+    call shutdown
+
+rounds: .long 0
+dl_lo: .long 0
+dl_hi: .long 0
+sum_us: .long 0
+max_us: .long 0
+early: .long 0
+t_map: .asciz "map_shared_info"
+t_cb: .asciz "set_callbacks"
+t_mean: .asciz "mean_late_us"
+t_max: .asciz "max_late_us"
+t_early: .asciz "early"
+t_failsafe: .asciz "failsafe"
+.align 4096
+shinfo_page: .space 4096
+.space 4096
+boot_stack_top:
