@@ -312,6 +312,12 @@ class SchedCore:
         ``event_pending(domid)`` answers whether the blocked ``prev`` has an
         event pending (Xen: ``evtchn_upcall_pending`` in its shared_info); if so
         it is unblocked instead of descheduled.
+
+        The slice can end at or before ``now``: BVT's r_time is an s32 and
+        overflows when two evts are ~2^31·mcu_advance apart (possible with
+        extreme warp values).  Xen then fires s_timer at once; a caller should
+        still give the domain a minimal quantum before polling again, or it
+        will reschedule in a loop without time advancing.
         """
         prev = self._curr
         prev_lastschd = self.lastschd(prev)
