@@ -212,8 +212,8 @@ class Pcpu:
         """set_timer_op: one-shot VIRQ_TIMER at absolute system time `deadline`; 0 cancels."""
         if deadline == 0:
             self.timers.cancel(("domain", vcpu.domid))
-        else:
-            self.timers.set(("domain", vcpu.domid), deadline)
+        else:     # the deadline is in the domain's view of time
+            self.timers.set(("domain", vcpu.domid), deadline - vcpu.time_offset)
 
     def update_dom_time(self, vcpu: Vcpu) -> None:
         """Publish the time fields in the domain's shared_info, bracketed by the two
@@ -224,7 +224,7 @@ class Pcpu:
         s.time_version1 = (s.time_version1 + 1) & 0xFFFFFFFF
         s.cpu_freq = f.cpu_freq
         s.tsc_timestamp = f.tsc_timestamp
-        s.system_time = f.system_time
+        s.system_time = f.system_time + vcpu.time_offset
         s.wc_sec = f.wc_sec
         s.wc_usec = f.wc_usec
         s.domain_time = self.sched.cpu_time(vcpu.domid, self.now())
@@ -465,7 +465,6 @@ class Pcpu:
         self.counts["traps"] += 1
         v = self.current
         trap = self.traps.classify(vector, eip, cpl)     # consumes the fault state
-        import sys; print("TRAP", vector, hex(eip), cpl, trap.soft, trap.error_code, file=sys.stderr)
         if vector == x86.PF and not trap.soft and cpl != 0 and \
                 self.mm_page_fault(trap.cr2, trap.error_code, eip):
             self.resume_eip = eip
@@ -507,7 +506,6 @@ class Pcpu:
         self.counts["slices"] += 1
         v.slices += 1
         self.resume_eip = self.core.eip()
-        import sys; print("SLICE", hex(self.resume_eip), self.core.cpl(), self.exit, file=sys.stderr)
         ex = self.exit
         if ex is None or ex == EXIT_RESCHED:
             return

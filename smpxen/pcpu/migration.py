@@ -27,7 +27,7 @@ def migrate_out(pcpu, domid: int, target: int) -> bool:
         pcpu.reschedule()              # saves its context and runs something else
     record = pcpu.sched.migrate_out(domid)
     record["pausecnt"] -= 1            # the pause above was only for the move
-    timer = pcpu.timers.deadline(("domain", domid))
+    timer = pcpu.timers.deadline(("domain", domid))     # in this PCPU's clock
     pcpu.timers.cancel(("domain", domid))
     payload = {
         "domid": domid,
@@ -37,6 +37,8 @@ def migrate_out(pcpu, domid: int, target: int) -> bool:
         "thread": v.thread.to_dict(),
         "ldt": [v.ldt_base, v.ldt_ents],
         "counts": [v.hypercalls, v.slices, sorted(v.pcpus_ran)],
+        "time_view": now + v.time_offset,        # the latest time the domain can have seen
+        "time_offset": v.time_offset,
     }
     del pcpu.vcpus[domid]
     pcpu.migrated_out[domid] = pcpu.migrated_out.get(domid, 0) + 1
@@ -58,6 +60,8 @@ def migrate_in(pcpu, payload: dict) -> None:
     v.pcpus_ran = set(ran)
     pcpu.vcpus[domid] = v
     now = pcpu.now()
+    if pcpu.time_model == "percpu":
+        v.time_offset = max(0, payload["time_view"] - now)
     pcpu.sched.migrate_in(domid, now, payload["sched"])
-    if payload["timer"] is not None:
-        pcpu.timers.set(("domain", domid), payload["timer"])
+    if payload["timer"] is not None:        # re-expressed from the source's clock to ours
+        pcpu.timers.set(("domain", domid), payload["timer"] + payload["time_offset"] - v.time_offset)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from smpxen.pcpu.bounce import ThreadState
 from smpxen.shm.domains import DomainInfo
 from smpxen.xen.structs import SharedInfo
 
@@ -18,6 +19,13 @@ class Vcpu:
     ended: str | None = None    # "shutdown" / "crashed" once it ended
     detail: str = ""
     pcpus_ran: set = field(default_factory=set)
+    # percpu time model: how far this domain's view of system time is ahead of this
+    # PCPU's clock, so a domain that moved here from a faster clock never sees time
+    # go backwards (the per-domain form of Xen 3.0's warp forward).
+    time_offset: int = 0
+    ldt_base: int = 0           # MMUEXT_SET_LDT (linear address, entries)
+    ldt_ents: int = 0
+    thread: ThreadState = field(default_factory=ThreadState)   # traps, callbacks, stacks
     ldt_base: int = 0           # MMUEXT_SET_LDT (linear address, entries)
     ldt_ents: int = 0
 
