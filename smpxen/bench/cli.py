@@ -11,6 +11,7 @@ import psutil
 # name -> (module, function): each returns a dict of keys for the JSON object.
 GROUPS = {
     "machine": ("smpxen.bench.machine", "run"),
+    "time": ("smpxen.bench.timebench", "run"),
 }
 
 

@@ -19,7 +19,7 @@ from smpxen.pcpu.core import CpuCore, UcError
 from smpxen.pcpu.events import EventDelivery
 from smpxen.pcpu import migration
 from smpxen.pcpu.hvctx import HvContext
-from smpxen.pcpu.mmu import PcpuMM, remote_mm_flush
+from smpxen.pcpu.mmu import PcpuMM, remote_mm_flush, remote_mm_revoke
 from smpxen.pcpu.timebase import CALIBRATE_WINDOW_NS, PLATFORM_SAMPLES, PercpuTimebase, Xen2Timebase
 from smpxen.pcpu.timers import TimerHeap
 from smpxen.pcpu.vcpu import Vcpu
@@ -282,7 +282,8 @@ class Pcpu:
             self.send_ipi(target, M.IPI_CALL, self._call_seq, function, list(args))
         return [self._wait_reply(seq, timeout, f"pcpu{t} ({function})") for seq, t in zip(seqs, targets)]
 
-    REMOTE_FUNCTIONS = {"ping": lambda self: None, "mm_flush": remote_mm_flush}
+    REMOTE_FUNCTIONS = {"ping": lambda self: None, "mm_flush": remote_mm_flush,
+                        "mm_revoke": remote_mm_revoke}
 
     def handle_messages(self) -> None:
         queue = self.watcher.queue
