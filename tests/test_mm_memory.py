@@ -237,18 +237,18 @@ def test_alloc_respects_max_pages_and_reports_cpus_to_flush(m):
     assert m.ft.frames[a[5]].cpu_mask == 1                   # DOM_A runs on PCPU 0
     # Freed frames go to the head of the pool: the next allocation reuses it.
     got = m.mm.alloc_domheap_pages(DOM_B, 0)
-    assert got == ([], set(), set())
+    assert got == ([], set(), set(), set())
     m.dt.find(DOM_B).max_pages = NB + 1
-    mfns, tlb, tb = m.mm.alloc_domheap_pages(DOM_B, 1)
-    assert mfns == [a[5]] and tlb == {0} and tb == {0}
+    mfns, tlb, tb, may = m.mm.alloc_domheap_pages(DOM_B, 1)
+    assert mfns == [a[5]] and tlb == {0} and tb == {0} and may == {0}
     assert m.ft.frames[a[5]].owner == DOM_B
     # Freed by DOM_B (PCPU 1): once PCPU 1 flushed after the free, no flush is needed.
     assert m.mm.free_dom_page(a[5], DOM_B)
     assert m.ft.frames[a[5]].cpu_mask == 2
     t = m.mm.clock.tick()
     m.mm.clock.flushed(1, t, translations=True)
-    mfns, tlb, tb = m.mm.alloc_domheap_pages(DOM_B, 1)
-    assert mfns == [a[5]] and tlb == set() and tb == set()
+    mfns, tlb, tb, may = m.mm.alloc_domheap_pages(DOM_B, 1)
+    assert mfns == [a[5]] and tlb == set() and tb == set() and may == {1}
     assert stamp < t
 
 

@@ -3,7 +3,8 @@ reservation. Frames really move between the free pool and the domain: increase
 takes them from the pool within max_pages (after every PCPU that may still cache
 one of them flushed), decrease unpins them and drops PGC_allocated so they return
 to the pool with their last reference. Both return the number of extents done and
-stop at the first that fails."""
+stop at the first that fails. Domain-0 may decrease another domain's reservation:
+that revokes the frames even where the domain still maps them (see _decrease)."""
 from __future__ import annotations
 
 from smpxen.hv.dispatch import hypercall
@@ -61,8 +62,14 @@ def _decrease(hv, mmu, d, extent_list, nr_extents, order) -> int:
             mfn = hv.mem.read_u32(extent_list + 4 * i)
         except GuestFault:
             return i
-        with mm.lock:
-            for j in range(1 << order):
-                if not mm.is_ram(mfn + j) or not mm.free_dom_page(mfn + j, d):
-                    return i
+        for j in range(1 << order):
+            if not mm.is_ram(mfn + j):
+                return i
+            if d != hv.current.domid:
+                # Revocation (smpxen): Xen 2.0 would keep a frame the domain still
+                # maps alive until it unmapped it; here the domain's PCPU removes
+                # those mappings first, so the frame really leaves it.
+                mmu.revoke_mappings(d, mfn + j)
+            if not mm.free_dom_page(mfn + j, d):
+                return i
     return nr_extents

@@ -433,9 +433,11 @@ class MM:
     # ---- reservations -------------------------------------------------------------------
     def alloc_domheap_pages(self, d: int, count: int):
         """Give `count` free frames to domain d within its max_pages. Returns
-        (mfns, tlb_cpus, tb_cpus): the PCPUs that may still cache one of these frames
-        (per the flush clock) and must flush before the frames are used; None if
-        the domain is over its limit or the pool is short."""
+        (mfns, tlb_cpus, tb_cpus, may_cache): the PCPUs that may still cache one of
+        these frames in their TLB or translated code per the flush clock, which must
+        flush before the frames are used, and every PCPU the frames were last used
+        on (what a hypervisor without the clock would flush); None if the domain is
+        over its limit or the pool is short."""
         with self.lock:
             info = self.dominfo(d)
             if info is None or count < 0 or info.tot_pages + count > info.max_pages \
@@ -443,16 +445,17 @@ class MM:
                 return None
             mfns = self.ft.alloc(d, count)
             info.tot_pages += count
-            tlb, tb = set(), set()
+            tlb, tb, may_cache = set(), set(), set()
             nr = self.layout.nr_pcpus
             for mfn in mfns:
                 f = self.frames[mfn]
                 if f.cpu_mask:
                     cpus = mask_cpus(f.cpu_mask, nr)
+                    may_cache.update(cpus)
                     tlb.update(self.clock.cpus_needing_flush(cpus, f.tlbflush_timestamp))
                     tb.update(self.clock.cpus_needing_flush(cpus, f.tlbflush_timestamp, True))
                     f.cpu_mask = 0
-            return mfns, tlb, tb
+            return mfns, tlb, tb, may_cache
 
     def free_dom_page(self, mfn: int, d: int) -> bool:
         """One frame of decrease_reservation: unpin, drop PGC_allocated; the frame
@@ -476,6 +479,30 @@ class MM:
                 self.put_page(mfn)
             self.put_page(mfn)
             return True
+
+    def zap_mappings(self, d: int, mfn: int) -> int:
+        """Remove every mapping of `mfn` from domain d's validated L1 tables (for a
+        revocation); returns how many entries were cleared. Run only by the PCPU
+        that owns d (DESIGN.md invariant 1: its page tables are guest-visible)."""
+        n = 0
+        with self.lock:
+            for m in range(self.hv_frames, self.nr_frames):
+                f = self.frames[m]
+                if f.owner != d or f.type_info & PGT_type_mask != PGT_l1_page_table or \
+                        f.type_info & (PGT_validated | PGT_count_mask) <= PGT_validated:
+                    continue
+                for i, e in enumerate(self.read_table(m)):
+                    if e & A._PAGE_PRESENT and e >> 12 == mfn:
+                        self.write_entry((m << 12) + i * 4, 0)
+                        self.put_page_from_l1e(e, d)
+                        n += 1
+        return n
+
+    def mapped_beyond_allocation(self, mfn: int) -> bool:
+        """Does anything but PGC_allocated and a pin hold this frame?"""
+        f = self.frames[mfn]
+        held = (1 if f.count_info & PGC_allocated else 0) + (1 if f.type_info & PGT_pinned else 0)
+        return f.count_info & PGC_count_mask > held
 
     # ---- descriptor tables ------------------------------------------------------------------
     def perdomain_entry_ma(self, d: int, index: int) -> int:

@@ -9,7 +9,9 @@ smpxen.mm.memory (shared by all PCPUs under Locks.mm); nothing here waits for
 another PCPU while holding that lock."""
 from __future__ import annotations
 
+import os
 import struct
+import time
 from dataclasses import dataclass
 
 from smpxen.arch import x86
@@ -50,8 +52,12 @@ class PcpuMM:
         self.remote_flush: set[int] = set()
         self.ptwr: list[PtwrSlot | None] = [None, None]
         self.counts = {"tlb_flush_local": 0, "tlb_flush_ipis_sent": 0, "tlb_flush_ipis_avoided": 0,
-                       "tlb_shootdowns": 0, "ptwr_faults": 0, "ptwr_flushes": 0,
+                       "tlb_shootdowns": 0, "reuse_flush_checks": 0, "reuse_flush_ns": 0,
+                       "revoke_ipis_sent": 0, "ptwr_faults": 0, "ptwr_flushes": 0,
                        "mmu_update_entries": 0}
+        # smpxen bench compares against a hypervisor without the flush clock: then
+        # every PCPU that may cache a reused frame is flushed, whenever it last flushed.
+        self.use_flush_clock = os.environ.get("SMPXEN_NO_FLUSH_CLOCK") != "1"
 
     # ---- who is acting -------------------------------------------------------------
     @property
@@ -105,7 +111,7 @@ class PcpuMM:
         """Flush every PCPU in `cpus` and wait until each acknowledged. With a frame
         stamp, PCPUs whose last flush is newer than the stamp are skipped (the clock)."""
         cpus = set(cpus)
-        if stamp is not None:
+        if stamp is not None and self.use_flush_clock:
             need = set(self.clock.cpus_needing_flush(cpus, stamp, translations))
             self.counts["tlb_flush_ipis_avoided"] += len(cpus - need - {self.cpu})
             cpus = need
@@ -117,6 +123,18 @@ class PcpuMM:
             self.counts["tlb_flush_ipis_sent"] += len(remote)
             self.counts["tlb_shootdowns"] += 1
             self.pcpu.call_remote_many(remote, "mm_flush", (translations,))
+
+    def revoke_mappings(self, d: int, mfn: int) -> int:
+        """Before another domain's frame is taken away, the PCPU running that domain
+        removes its mappings of the frame and flushes (an acknowledged IPI when it
+        is not this PCPU)."""
+        info = self.mm.dominfo(d)
+        if info is None or self.mm.frames[mfn].owner != d or not self.mm.mapped_beyond_allocation(mfn):
+            return 0
+        if info.processor == self.cpu:
+            return remote_mm_revoke(self.pcpu, d, mfn)
+        self.counts["revoke_ipis_sent"] += 1
+        return self.pcpu.call_remote(info.processor, "mm_revoke", (d, mfn))
 
     def run_deferred(self) -> None:
         """Deferred ops of a hypercall, once Locks.mm is released."""
@@ -133,8 +151,16 @@ class PcpuMM:
         got = self.mm.alloc_domheap_pages(domid, count)
         if got is None:
             return None
-        mfns, tlb, tb = got
-        self.flush_tlb_mask(tlb | tb, translations=bool(tb))
+        mfns, tlb, tb, may_cache = got
+        t = time.perf_counter_ns()
+        if self.use_flush_clock:
+            self.flush_tlb_mask(tlb | tb, translations=bool(tb))
+        else:
+            self.flush_tlb_mask(may_cache, translations=True)
+        if may_cache:
+            self.counts["reuse_flush_checks"] += 1
+            self.counts["reuse_flush_ns"] += time.perf_counter_ns() - t
+            self.counts["tlb_flush_ipis_avoided"] += len(may_cache - tlb - tb - {self.cpu})
         return mfns
 
     # ---- address space ----------------------------------------------------------------
@@ -277,10 +303,21 @@ class PcpuMM:
         return dict(self.counts)
 
 
+def remote_mm_revoke(pcpu, d: int, mfn: int) -> int:
+    """The owner's side of a revocation: flush the domain's writable page tables if
+    it runs here, clear its mappings of the frame, flush this PCPU."""
+    mmu = pcpu.mmu
+    if pcpu.current is not None and pcpu.current.domid == d:
+        mmu.cleanup_writable_pagetables()
+    n = mmu.mm.zap_mappings(d, mfn)
+    mmu.local_flush(translations=True)
+    return n
+
+
 def remote_mm_flush(pcpu, translations: bool) -> None:
     """The receiving side of a flush IPI (runs between slices, or inside a hook
     while this PCPU waits for a reply of its own)."""
     pcpu.mmu.local_flush(bool(translations))
 
 
-__all__ = ["PcpuMM", "remote_mm_flush"]
+__all__ = ["PcpuMM", "remote_mm_flush", "remote_mm_revoke"]
