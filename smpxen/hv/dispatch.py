@@ -42,6 +42,8 @@ def _load_handlers() -> None:
     # Importing a handler module registers its hypercalls.
     from smpxen.hv import console, multicall, sched_op, timer, version, vm_assist  # noqa: F401
     from smpxen.hv import descriptors, dom_mem, mmu  # noqa: F401
+    from smpxen.hv import event_channel, traps  # noqa: F401
+    from smpxen.hv import dom0_op  # noqa: F401
 
 
 _load_handlers()

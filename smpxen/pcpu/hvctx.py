@@ -36,5 +36,74 @@ class HvContext:
     def set_timer(self, deadline: int) -> None:
         self._pcpu.set_domain_timer(self._pcpu.current, deadline)
 
+    # ---- CPU state and events (smpxen.hv.traps, smpxen.hv.event_channel) ----------
+    def set_cr0_ts(self, on: bool) -> None:
+        """CR0.TS of the emulated CPU (part of the running domain's context)."""
+        from smpxen.arch.x86 import CR0_TS
+        from unicorn.x86_const import UC_X86_REG_CR0
+        core = self._pcpu.core
+        cr0 = core.read_reg(UC_X86_REG_CR0)
+        core.write_reg(UC_X86_REG_CR0, cr0 | CR0_TS if on else cr0 & ~CR0_TS)
+
+    def write_debugreg(self, reg: int, value: int) -> None:
+        from unicorn import x86_const as R
+        self._pcpu.core.write_reg(getattr(R, f"UC_X86_REG_DR{reg}"), value)
+
+    @property
+    def evtchn(self):
+        """The shared event-channel tables (smpxen.hv.event_channel.EvtchnTables)."""
+        return self._pcpu.events.tables
+
+    def evtchn_set_pending(self, domid: int, port: int) -> None:
+        """Set a port pending, routed to the PCPU that owns the domain."""
+        self._pcpu.events.set_pending(domid, port)
+
     def shutdown_current(self, reason: int) -> None:
         self._pcpu.end_domain(self._pcpu.current, "shutdown", reason, "")
+
+    # ---- Domain-0 control (smpxen.hv.dom0_op) ------------------------------------
+    def first_domain_from(self, domid: int):
+        """The live domain with the lowest id >= domid (DOM0_GETDOMAININFO)."""
+        live = [d for d in self._pcpu.domains.live() if d.domid >= domid]
+        return min(live, key=lambda d: d.domid, default=None)
+
+    def settime(self, secs: int, usecs: int, system_time: int) -> None:
+        self._pcpu.timebase.settime(secs, usecs, system_time)
+
+    def pin_domain(self, domid: int, cpu: int) -> int:
+        from smpxen.pcpu import domctl
+        from smpxen.xen import errno
+        pcpu = self._pcpu
+        if pcpu.domains.find(domid) is None:
+            return -errno.ESRCH
+        if domid == pcpu.current.domid:
+            return -errno.EINVAL          # as Xen: a domain does not pin itself
+        if cpu < 0:
+            return 0                      # unpin: domains never move by themselves anyway
+        return domctl.domain_call(pcpu, domid, "migrate_request", [cpu % pcpu.nr_pcpus], wait=False)
+
+    def pause_domain(self, domid: int, pause: bool) -> int:
+        from smpxen.pcpu import domctl
+        from smpxen.xen import errno
+        if domid == self._pcpu.current.domid:
+            return -errno.EINVAL
+        return domctl.domain_call(self._pcpu, domid, "dom_pause", [pause])
+
+    def adjust_domain(self, domid: int, direction: int, params):
+        from smpxen.pcpu import domctl
+        got = domctl.domain_call(self._pcpu, domid, "dom_adjust", [direction, params])
+        return tuple(got) if isinstance(got, list) else got
+
+    def sched_ctl(self, direction: int, ctx_allow: int) -> int:
+        """DOM0_SCHEDCTL: ctx_allow is one global value in Xen; set it on every PCPU."""
+        from smpxen.pcpu import domctl
+        from smpxen.sched.bvt import SCHED_INFO_PUT
+        value = domctl.sched_ctl_local(self._pcpu, direction, ctx_allow)
+        if direction == SCHED_INFO_PUT:
+            domctl.broadcast(self._pcpu, "sched_ctl", [direction, ctx_allow])
+        return value
+
+    def physinfo(self) -> dict:
+        pcpu = self._pcpu
+        return {"cpus": pcpu.nr_pcpus, "cpu_khz": pcpu.timebase.describe()["cpu_freq_hz"] // 1000,
+                "total_pages": pcpu.layout.nr_frames, "free_pages": pcpu.frames.header.free_count}

@@ -17,7 +17,7 @@ from smpxen.ipc import endpoints, messages as M
 from smpxen.pcpu.bounce import BounceError, GuestTraps
 from smpxen.pcpu.core import CpuCore, UcError
 from smpxen.pcpu.events import EventDelivery
-from smpxen.pcpu import migration
+from smpxen.pcpu import domctl, migration
 from smpxen.pcpu.hvctx import HvContext
 from smpxen.pcpu.mmu import PcpuMM, remote_mm_flush, remote_mm_revoke
 from smpxen.pcpu.timebase import CALIBRATE_WINDOW_NS, PLATFORM_SAMPLES, PercpuTimebase, Xen2Timebase
@@ -105,6 +105,7 @@ class Pcpu:
         self._tsc_synced = False
         self._ended_cpu_time: dict[int, int] = {}
         self.migrated_out: dict[int, int] = {}
+        self.pending_migrations: list = []      # (domid, target), done between slices
         self.platform_samples: list = []
 
     # ---- time ------------------------------------------------------------------
@@ -295,8 +296,10 @@ class Pcpu:
                 got[kind] = got.get(kind, 0) + 1
             if kind == M.IPI_CALL:
                 seq, function, args = msg[2], msg[3], msg[4]
-                result = self.REMOTE_FUNCTIONS[function](self, *args)
-                self.send_ipi(src, M.IPI_REPLY, seq, result)
+                fn = self.REMOTE_FUNCTIONS.get(function) or domctl.REMOTE[function]
+                result = fn(self, *args)
+                if seq:                    # seq 0: the caller does not wait for a result
+                    self.send_ipi(src, M.IPI_REPLY, seq, result)
             elif kind == M.IPI_REPLY or kind == M.PLATFORM_TIME:
                 self._replies[msg[2]] = msg[3]
             elif kind == M.IPI_TSC_SYNC:
@@ -308,8 +311,7 @@ class Pcpu:
             elif kind == M.IPI_MIGRATE:
                 migration.migrate_in(self, msg[2])
             elif kind == M.MIGRATE:
-                if self.sched is None or not migration.migrate_out(self, msg[2], msg[3]):
-                    self.send_machine(M.MIGRATE_FAILED, self.index, msg[2], msg[3])
+                self.pending_migrations.append((msg[2], msg[3]))
             elif kind == M.TIME_PROBE:
                 if self.sched is not None:          # only once time is running
                     self.send_machine(M.TIME_SAMPLE, self.index, msg[2], self.timebase.raw_now(),
@@ -419,6 +421,27 @@ class Pcpu:
             if self.sched.has_domain(v.domid):
                 self._ended_cpu_time[v.domid] = self.sched.cpu_time(v.domid)
                 self.sched.remove_domain(v.domid)
+        self.mirror_domain_state()
+
+    def mirror_domain_state(self) -> None:
+        """Copy each hosted domain's scheduler flags and CPU time into the shared
+        domain table, where DOM0_GETDOMAININFO on any PCPU reads them."""
+        sched, now = self.sched, self.now()
+        for domid, v in self.vcpus.items():
+            if sched.has_domain(domid):
+                v.info.flags = sched.flags(domid)
+                v.info.cpu_time_ns = sched.cpu_time(domid, now)
+
+    def request_resched(self) -> None:
+        """Leave the running slice and reschedule (safe inside the hook)."""
+        self.exit = EXIT_RESCHED
+        self.core.stop()
+
+    def do_pending_migrations(self) -> None:
+        while self.pending_migrations:
+            domid, target = self.pending_migrations.pop(0)
+            if not migration.migrate_out(self, domid, target):
+                self.send_machine(M.MIGRATE_FAILED, self.index, domid, target)
 
     def _event_pending(self, domid: int) -> bool:
         v = self.vcpus[domid]
@@ -528,6 +551,8 @@ class Pcpu:
                 w.wake.clear()
                 continue
             self.run_timers()
+            if self.pending_migrations:
+                self.do_pending_migrations()
             if self.sched.poll(self.now()):
                 self.reschedule()
             if self.current is None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import struct
 
 from smpxen.arch.x86 import make_segment
-from smpxen.shm.layout import HV_TRAMPOLINE_VA, Layout
+from smpxen.shm.layout import HV_EXIT_ALIAS_SLOT, HV_TRAMPOLINE_VA, Layout
 from smpxen.xen import arch_x86_32 as A
 
 # Ring-0 code a PCPU executes to enter a guest: it loads the guest's data segments
@@ -84,6 +84,7 @@ def format_hypervisor_region(ram, layout: Layout, frametable) -> None:
     hv[1] = (layout.trampoline_mfn << 12) | ro
     for i in range(layout.nr_pcpus):
         hv[2 + i] = (layout.stack_mfn(i) << 12) | ro
+    hv[HV_EXIT_ALIAS_SLOT] = (layout.trampoline_mfn << 12) | ro | A._PAGE_USER   # see HV_EXIT_VA
     ram.write(layout.hv_l1_mfn << 12, struct.pack("<1024I", *hv))
     # m2p_l1: the machine->phys table at 0xFC000000, read-only.
     m2p = [0] * 1024
@@ -102,5 +103,7 @@ def hypervisor_l2_entries(layout: Layout) -> dict[int, int]:
     ro = A._PAGE_PRESENT | A._PAGE_ACCESSED
     return {
         A.MACH2PHYS_VIRT_START >> 22: (layout.m2p_l1_mfn << 12) | ro,
-        A.PAGE_OFFSET >> 22: (layout.hv_l1_mfn << 12) | ro,
+        # USER here only lets the one user-readable hv_l1 entry (HV_EXIT_VA) work
+        # from ring 3; every other hv_l1 entry stays supervisor-only.
+        A.PAGE_OFFSET >> 22: (layout.hv_l1_mfn << 12) | ro | A._PAGE_USER,
     }

@@ -39,6 +39,7 @@ class DomainInfo(ctypes.LittleEndianStructure):
         ("cpu_time_ns", u64),
         ("name", ctypes.c_char * 32),
         ("perdomain_pt_mfn", u32),    # hypervisor L1 of the PERDOMAIN slot (GDT/LDT shadow)
+        ("virq_to_evtchn", u16 * 8),  # Xen's per-domain VIRQ -> port map (0 = VIRQ_MISDIRECT port)
     ]
 
 

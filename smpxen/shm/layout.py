@@ -34,7 +34,13 @@ NR_EVENT_CHANNELS = 1024
 HV_GDT_VA = PAGE_OFFSET                      # 0xFC400000
 HV_TRAMPOLINE_VA = PAGE_OFFSET + 0x1000
 HV_STACKS_VA = PAGE_OFFSET + 0x2000          # + index * PAGE_SIZE
-HV_EXIT_VA = HV_TRAMPOLINE_VA + 0xFF0        # emu_start's "until": never executed
+# emu_start's "until": never executed. Unicorn translates it in the current mode
+# when a slice stops, and a supervisor-only page there makes a stop in ring 3 leave
+# a phantom page fault (QEMU's exception state = #PF, error 5) that swallows the
+# next real fault; so it lives in a user-readable alias of the trampoline page
+# (hv_l1's last slot), which holds only public code.
+HV_EXIT_ALIAS_SLOT = 1023
+HV_EXIT_VA = PAGE_OFFSET + HV_EXIT_ALIAS_SLOT * 0x1000 + 0xFF0
 # Xen's PERDOMAIN slot (config.h): a per-domain hypervisor L1 mapping the domain's
 # GDT frames (entries 0..15) and LDT shadow (16..31) read-only; its L2 slot is
 # filled per domain when an L2 is validated (smpxen.mm).

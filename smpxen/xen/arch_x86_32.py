@@ -21,6 +21,20 @@ FLAT_USER_DS = FLAT_RING3_DS
 HYPERVISOR_CS = 0x0808
 HYPERVISOR_DS = 0x0810
 
+
+
+def VALID_SEL(sel: int) -> bool:
+    """desc.h: a guest selector must have RPL 1 (bounce frames only go to ring 1) and
+    must not name one of Xen's reserved GDT entries (any LDT selector is fine)."""
+    idx = sel >> 3
+    return bool((idx < FIRST_RESERVED_GDT_ENTRY or idx > LAST_RESERVED_GDT_ENTRY or sel & 4)
+                and sel & 3 == 1)
+
+
+def VALID_CODESEL(sel: int) -> bool:
+    return sel == FLAT_RING1_CS or VALID_SEL(sel)
+
+
 # trap_info_t.flags
 TI_DPL_MASK = 3
 TI_IF_FLAG = 4

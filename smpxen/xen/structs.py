@@ -105,3 +105,60 @@ class ExecutionContext(_Packed):
 
 
 _check(ExecutionContext, 68)
+
+
+# ---- event_channel_op (public/event_channel.h): evtchn_op_t = cmd, pad, 24-byte union
+class EvtchnBindInterdomain(_Packed):
+    _fields_ = [("dom1", u16), ("dom2", u16), ("port1", u32), ("port2", u32)]
+
+
+class EvtchnBindVirq(_Packed):
+    _fields_ = [("virq", u32), ("port", u32)]
+
+
+class EvtchnBindPirq(_Packed):
+    _fields_ = [("pirq", u32), ("flags", u32), ("port", u32)]
+
+
+class EvtchnClose(_Packed):
+    _fields_ = [("dom", u16), ("_pad", u16), ("port", u32)]
+
+
+class EvtchnSend(_Packed):
+    _fields_ = [("local_port", u32)]
+
+
+class EvtchnStatusInterdomain(_Packed):
+    _fields_ = [("dom", u16), ("_pad", u16), ("port", u32)]
+
+
+class EvtchnStatusU(ctypes.Union):
+    _pack_ = 1
+    _fields_ = [("unbound_dom", u16), ("interdomain", EvtchnStatusInterdomain),
+                ("pirq", u32), ("virq", u32)]
+
+
+class EvtchnStatus(_Packed):
+    _fields_ = [("dom", u16), ("_pad", u16), ("port", u32), ("status", u32), ("u", EvtchnStatusU)]
+
+
+class EvtchnAllocUnbound(_Packed):
+    _fields_ = [("dom", u16), ("_pad", u16), ("port", u32)]
+
+
+class EvtchnOpU(ctypes.Union):
+    _pack_ = 1
+    _fields_ = [("bind_interdomain", EvtchnBindInterdomain), ("bind_virq", EvtchnBindVirq),
+                ("bind_pirq", EvtchnBindPirq), ("close", EvtchnClose), ("send", EvtchnSend),
+                ("status", EvtchnStatus), ("alloc_unbound", EvtchnAllocUnbound),
+                ("_raw", u8 * 24)]
+
+
+class EvtchnOp(_Packed):
+    """evtchn_op_t: the argument of event_channel_op (IN and OUT fields)."""
+    _fields_ = [("cmd", u32), ("_reserved", u32), ("u", EvtchnOpU)]
+
+
+_check(EvtchnBindInterdomain, 12)
+_check(EvtchnStatus, 20)
+_check(EvtchnOp, 32)

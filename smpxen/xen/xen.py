@@ -76,6 +76,23 @@ VIRQ_IO_ERR = 6
 NR_VIRQS = 7
 
 NR_EVENT_CHANNELS = 1024
+NR_PIRQS = 128                 # physical IRQs (asm-x86/irq.h); smpxen has none to bind
+
+# event_channel_op commands (public/event_channel.h)
+EVTCHNOP_bind_interdomain = 0
+EVTCHNOP_bind_virq = 1
+EVTCHNOP_bind_pirq = 2
+EVTCHNOP_close = 3
+EVTCHNOP_send = 4
+EVTCHNOP_status = 5
+EVTCHNOP_alloc_unbound = 6
+# EVTCHNOP_status results
+EVTCHNSTAT_closed = 0
+EVTCHNSTAT_unbound = 1
+EVTCHNSTAT_interdomain = 2
+EVTCHNSTAT_pirq = 3
+EVTCHNSTAT_virq = 4
+BIND_PIRQ__WILL_SHARE = 1
 MAX_VIRT_CPUS = 1
 
 # start_info flags

@@ -1,0 +1,113 @@
+"""Event delivery on one PCPU: setting ports pending in the right PCPU, waking
+blocked domains, VIRQs, and the upcall on every return to the guest.
+
+DESIGN.md invariant 1: only the PCPU that owns a domain writes its shared_info,
+between two slices or inside the hook while that domain is paused in a hypercall.
+So evtchn_set_pending for a domain hosted elsewhere becomes an IPI
+[IPI_EVTCHN_SET, src, domid, port] to the domain's PCPU (DomainInfo.processor),
+which sets the bits in Xen's order between its slices and wakes the domain. A PCPU
+that receives one for a domain it no longer hosts forwards it, so a send never
+disappears while a domain moves.
+
+Public entry point for other hypervisor code (timers, domain ends):
+
+    send_virq(pcpu_or_hv, domid, virq)
+
+raises VIRQ `virq` for domain `domid` from any PCPU: the event goes to the port the
+domain bound with EVTCHNOP_bind_virq, or to port 0 (VIRQ_MISDIRECT) when it bound
+none, and reaches the domain's own PCPU by IPI if it runs elsewhere. `pcpu_or_hv`
+is the calling Pcpu or the HvContext a hypercall handler holds."""
+from __future__ import annotations
+
+from smpxen.hv.event_channel import EvtchnTables
+from smpxen.ipc import messages as M
+from smpxen.sched.core import Action
+
+
+def evtchn_set_pending(shared, port: int) -> bool:
+    """Xen's evtchn_set_pending (xen/include/xen/event.h), strict order: pending
+    bit; then, only if it was clear and the port is unmasked, the selector bit;
+    then, only if that was clear, upcall_pending. True when upcall_pending was set
+    here (the domain must be woken and, if it runs, kicked)."""
+    word, bit = port >> 5, 1 << (port & 31)
+    pending = shared.evtchn_pending
+    if pending[word] & bit:
+        return False
+    pending[word] |= bit
+    if shared.evtchn_mask[word] & bit:
+        return False                # stays pending; the guest looks again when it unmasks
+    sel_bit = 1 << word
+    if shared.evtchn_pending_sel & sel_bit:
+        return False
+    shared.evtchn_pending_sel |= sel_bit
+    shared.vcpu_data[0].evtchn_upcall_pending = 1
+    return True
+
+
+class EventDelivery:
+    def __init__(self, pcpu):
+        self.pcpu = pcpu
+        self.tables = EvtchnTables(pcpu.ram.mem, pcpu.layout.evtchn_mfn << 12,
+                                   pcpu.domains, pcpu.locks.evtchn)
+        self.counts = {"events_set": 0, "events_forwarded": 0, "upcalls": 0}
+
+    # ---- setting events pending ------------------------------------------------
+    def set_pending(self, domid: int, port: int) -> None:
+        """evtchn_set_pending(domid, port) from anywhere on this PCPU."""
+        pcpu = self.pcpu
+        v = pcpu.vcpus.get(domid)
+        if v is not None:
+            self._set_local(v, port)
+            return
+        info = pcpu.domains.find(domid)
+        if info is None:
+            return                  # the domain is gone: nothing to notify
+        if info.processor == pcpu.index:
+            # Ours but not started yet (START not processed): nobody runs it, so
+            # write the bits now; the scheduler finds it runnable when it starts.
+            from smpxen.xen.structs import SharedInfo
+            evtchn_set_pending(SharedInfo.from_buffer(pcpu.ram.mem, info.shared_info_mfn << 12), port)
+            return
+        self.counts["events_forwarded"] += 1
+        pcpu.send_ipi(info.processor, M.IPI_EVTCHN_SET, domid, port)
+
+    def _set_local(self, v, port: int) -> None:
+        self.counts["events_set"] += 1
+        if not evtchn_set_pending(v.shared, port):
+            return
+        pcpu = self.pcpu
+        sched = pcpu.sched
+        if v.ended or sched is None or not sched.has_domain(v.domid):
+            return
+        r = sched.unblock(v.domid, pcpu.now())       # domain_unblock: wake if blocked
+        if r.action == Action.NOW and v is not pcpu.current:
+            pcpu.exit = pcpu.EXIT_RESCHED             # inside a hook: stop the slice
+
+    def on_ipi(self, domid: int, port: int) -> None:
+        self.set_pending(domid, port)
+
+    def send_virq(self, domid: int, virq: int) -> None:
+        self.set_pending(domid, self.tables.virq_port(domid, virq))
+
+    # ---- upcalls ------------------------------------------------------------------
+    def deliver_upcall(self, v, context: tuple) -> int | None:
+        """Xen's test_all_events on return to the guest: if an unmasked event is
+        pending, mask upcalls and bounce to the event callback over `context`
+        (eip, cs, eflags, esp, ss). Returns the new resume address or None.
+        A domain that registered no event callback keeps its events pending (Xen
+        would jump to address 0); it can still poll or block on them."""
+        vd = v.shared.vcpu_data[0]
+        if vd.evtchn_upcall_mask or not vd.evtchn_upcall_pending:
+            return None
+        t = v.thread
+        if t.event_address == 0:
+            return None
+        vd.evtchn_upcall_mask = 1
+        self.counts["upcalls"] += 1
+        return self.pcpu.traps.bounce_to(v, t.event_cs, t.event_address, context)
+
+
+def send_virq(pcpu_or_hv, domid: int, virq: int) -> None:
+    """Raise `virq` for domain `domid` (see the module docstring)."""
+    pcpu = getattr(pcpu_or_hv, "_pcpu", pcpu_or_hv)
+    pcpu.events.send_virq(domid, virq)
