@@ -131,3 +131,39 @@ def test_guest_time_and_timers(model, tmp_path, no_leaks):
     assert 0 <= tt["mean_late_us"] < 20000
     if model == "percpu":
         assert tw["backwards"] == 0
+
+
+DOM0 = """
+[machine]
+cpus = 2
+[dom0]
+kernel = "dom0_ctl"
+cpu = 0
+[[domain]]
+name = "target"
+kernel = "spin"
+cpu = 0
+cmdline = "{n}"
+[[domain]]
+name = "unpriv"
+kernel = "dom0_ctl"
+cpu = 1
+"""
+
+
+@pytest.mark.timeout(90)
+def test_dom0_control_interface(tmp_path, no_leaks):
+    n = 60_000_000
+    cfg = write_config(tmp_path, DOM0.format(n=n))
+    result = run_up("--config", cfg, report_dir=tmp_path, timeout=90)
+    assert result.status == 0, result.stderr
+    assert values(result.domain("unpriv")) == {"sched_id": -1}          # -EPERM
+    assert values(result.domain("dom0")) == {
+        "sched_id": 0, "sched_id_value": 0, "bad_version": -13, "cores": 2,
+        "getdomaininfo": 0, "cpu_before": 0, "tot_pages": 1024,
+        "mcu_before": 10, "adjust_put": 0, "mcu_after": 25,
+        "pause": 0, "paused_flag": 1, "unpause": 0, "pause_self": -22,
+        "pin": 0, "cpu_after": 1, "settime": 0, "pause_nosuch": -3}
+    target = result.domain("target")
+    assert f"spin done, checksum {spin_checksum(n)} on pcpu 1" in target["console"]   # moved, kept running
+    assert target["pcpus_ran_on"] == [0, 1]

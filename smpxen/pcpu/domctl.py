@@ -1,0 +1,73 @@
+"""Domain control on a PCPU (the dom0_op back end): pause, scheduler parameters,
+pinning. Each operation runs on the PCPU that hosts the domain; `domain_call`
+routes it there (an IPI call, synchronous when a result is needed). Moving a
+domain is never done from inside a hook: requests are queued and the PCPU loop
+carries them out between slices."""
+from __future__ import annotations
+
+from smpxen.ipc import messages as M
+from smpxen.sched.bvt import SCHED_INFO_GET, BVTAdjdom
+from smpxen.sched.core import Action
+from smpxen.xen import errno
+
+
+def _resched(pcpu, r) -> None:
+    if r.action == Action.NOW and pcpu.current is not None:
+        pcpu.request_resched()
+
+
+def dom_pause(pcpu, domid: int, pause: bool) -> int:
+    if domid not in pcpu.vcpus or pcpu.vcpus[domid].ended:
+        return -errno.ESRCH
+    now = pcpu.now()
+    r = pcpu.sched.ctrl_pause(domid, now) if pause else pcpu.sched.ctrl_unpause(domid, now)
+    _resched(pcpu, r)
+    pcpu.mirror_domain_state()
+    return 0
+
+
+def dom_adjust(pcpu, domid: int, direction: int, params):
+    if not pcpu.sched.has_domain(domid):
+        return -errno.ESRCH
+    if direction == SCHED_INFO_GET:
+        got = pcpu.sched.adjdom(domid, direction)
+        if isinstance(got, int):
+            return got
+        return [got.mcu_adv, got.warpback, got.warpvalue, got.warpl, got.warpu]
+    mcu, warpback, warpvalue, warpl, warpu = params
+    return pcpu.sched.adjdom(domid, direction, BVTAdjdom(mcu, warpback, warpvalue, warpl, warpu))
+
+
+def sched_ctl_local(pcpu, direction: int, ctx_allow: int) -> int:
+    rc, value = pcpu.sched.sched_ctl(direction, ctx_allow)
+    return value
+
+
+def migrate_request(pcpu, domid: int, target: int) -> int:
+    pcpu.pending_migrations.append((domid, target))
+    return 0
+
+
+REMOTE = {"dom_pause": dom_pause, "dom_adjust": dom_adjust, "sched_ctl": sched_ctl_local,
+          "migrate_request": migrate_request}
+
+
+def domain_call(pcpu, domid: int, function: str, args=(), wait: bool = True):
+    """Run REMOTE[function](pcpu, domid, *args) on the PCPU hosting domid."""
+    info = pcpu.domains.find(domid)
+    if info is None:
+        return -errno.ESRCH
+    owner = info.processor
+    if owner == pcpu.index:
+        return REMOTE[function](pcpu, domid, *args)
+    if wait:
+        return pcpu.call_remote(owner, function, [domid, *args])
+    pcpu.send_ipi(owner, M.IPI_CALL, 0, function, [domid, *args])
+    return 0
+
+
+def broadcast(pcpu, function: str, args=()) -> None:
+    """Run REMOTE[function] on every other PCPU, without waiting."""
+    for cpu in range(pcpu.nr_pcpus):
+        if cpu != pcpu.index:
+            pcpu.send_ipi(cpu, M.IPI_CALL, 0, function, list(args))
