@@ -12,6 +12,7 @@ import psutil
 GROUPS = {
     "machine": ("smpxen.bench.machine", "run"),
     "time": ("smpxen.bench.timebench", "run"),
+    "mm": ("smpxen.bench.mm", "run"),
 }
 
 

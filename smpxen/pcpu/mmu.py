@@ -98,8 +98,15 @@ class PcpuMM:
         self.counts["tlb_flush_local"] += 1
 
     def switched(self) -> None:
-        """A domain switch reloaded CR3 (the soft TLB was flushed): a clock event."""
-        self.clock.flushed(self.cpu, self.clock.tick())
+        """A domain switch reloaded CR3 (the soft TLB was flushed): a clock event.
+        Translated code of reused frames is dropped here, lazily, before the next
+        domain runs (see alloc_frames)."""
+        header = self.clock.header
+        stale = header.tb_stale[self.cpu]
+        if stale:
+            header.tb_stale[self.cpu] = 0
+            self.core.flush_translations()
+        self.clock.flushed(self.cpu, self.clock.tick(), translations=bool(stale))
 
     def _request_flush(self, cpu: int) -> None:
         if cpu == self.cpu:
@@ -154,13 +161,21 @@ class PcpuMM:
         mfns, tlb, tb, may_cache = got
         t = time.perf_counter_ns()
         if self.use_flush_clock:
-            self.flush_tlb_mask(tlb | tb, translations=bool(tb))
+            # Stale TLB entries must go now (the clock tells where). Stale translated
+            # code only matters once the new owner runs: on the PCPU running it now,
+            # at once; elsewhere before that PCPU next switches in a domain.
+            owner_cpu = self.mm.dominfo(domid).processor
+            now = tlb | (tb & {owner_cpu, self.cpu})
+            for cpu in tb - now:
+                self.clock.header.tb_stale[cpu] = 1
+            self.flush_tlb_mask(now, translations=bool(tb & now))
         else:
+            now = may_cache
             self.flush_tlb_mask(may_cache, translations=True)
         if may_cache:
             self.counts["reuse_flush_checks"] += 1
             self.counts["reuse_flush_ns"] += time.perf_counter_ns() - t
-            self.counts["tlb_flush_ipis_avoided"] += len(may_cache - tlb - tb - {self.cpu})
+            self.counts["tlb_flush_ipis_avoided"] += len(may_cache - now - {self.cpu})
         return mfns
 
     # ---- address space ----------------------------------------------------------------

@@ -71,6 +71,7 @@ class MachineHeader(ctypes.LittleEndianStructure):
         ("_pad0", u32),
         ("tlbflush_time", u32 * 64),   # per PCPU: clock value at its last full flush
         ("tbflush_time", u32 * 64),    # per PCPU: clock value at its last translation-cache flush
+        ("tb_stale", u8 * 64),         # per PCPU: drop translated code before running a domain
     ]
 
 
