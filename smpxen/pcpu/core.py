@@ -90,6 +90,7 @@ class CpuCore:
         self._batch_ptrs = (ctypes.c_void_p * n)(*[base + 4 * i for i in range(n)])
 
     def read_reg(self, reg: int) -> int:
+        self._u32.value = 0          # 16-bit registers (selectors) fill only the low half
         self._c_read(self._h, reg, self._u32_ref)
         return self._u32.value
 
@@ -209,14 +210,28 @@ class CpuCore:
             uc.reg_write(reg, regs.get(name, 0))
         return HV_TRAMPOLINE_VA
 
-    def save(self):
-        return self.uc.context_save()
+    def save(self) -> tuple:
+        """The CPU state to resume later, possibly on another PCPU: (Unicorn context,
+        iret frame, ESP offset). A context saved in the ring-0 trampoline (entered
+        but not yet run: a fresh entry or a bounce) also keeps the frame it is about
+        to pop, because that lives in this PCPU's stack page, which the next entry
+        of another domain overwrites."""
+        ctx = self.uc.context_save()
+        eip = self.read_reg(R.UC_X86_REG_EIP)
+        if HV_TRAMPOLINE_VA <= eip < HV_TRAMPOLINE_VA + 0x1000 and self.cpl() == 0:
+            off = self.read_reg(R.UC_X86_REG_ESP) - self.stack_va
+            return ctx, self.ram.read(self.stack_pa + off, 4096 - off), off
+        return ctx, None, 0
 
-    def restore(self, ctx) -> int:
+    def restore(self, saved: tuple) -> int:
         """Switch to a saved guest context; returns its EIP."""
+        ctx, frame, off = saved
         self.uc.context_restore(ctx)
+        if frame is not None:          # re-create the pending iret frame on our own stack
+            self.ram.write(self.stack_pa + off, frame)
+            self.write_reg(R.UC_X86_REG_ESP, self.stack_va + off)
         self.flush_tlb()
-        return self.uc.reg_read(R.UC_X86_REG_EIP)
+        return self.read_reg(R.UC_X86_REG_EIP)
 
     def run(self, start: int) -> None:
         """Run until the hook stops the slice, another thread calls stop(), or an error.

@@ -106,6 +106,7 @@ class Pcpu:
         self._ended_cpu_time: dict[int, int] = {}
         self.migrated_out: dict[int, int] = {}
         self.pending_migrations: list = []      # (domid, target), done between slices
+        self._early: list = []                  # messages that arrived before the scheduler
         self.platform_samples: list = []
 
     # ---- time ------------------------------------------------------------------
@@ -192,7 +193,7 @@ class Pcpu:
         for key in self.timers.pop_due(now):
             if key == "tick":
                 self.timers.set("tick", now + TICK_NS)
-                if self.current is not None:
+                if self.current is not None and self.sched.runnable(self.current.domid):
                     self.update_dom_time(self.current)
                     self.send_virq(self.current, VIRQ_TIMER)
             elif key == "fallback":
@@ -286,11 +287,20 @@ class Pcpu:
     REMOTE_FUNCTIONS = {"ping": lambda self: None, "mm_flush": remote_mm_flush,
                         "mm_revoke": remote_mm_revoke}
 
+    # Messages that need this PCPU's scheduler wait until its time and scheduler run.
+    NEEDS_SCHEDULER = frozenset({M.IPI_EVTCHN_SET, M.IPI_MIGRATE})
+
     def handle_messages(self) -> None:
         queue = self.watcher.queue
+        if self.sched is not None and self._early:
+            queue.extendleft(reversed(self._early))
+            self._early = []
         while queue:
             msg = queue.popleft()
             kind, src = msg[0], msg[1]
+            if self.sched is None and kind in self.NEEDS_SCHEDULER:
+                self._early.append(msg)
+                continue
             if kind in M.IPI_KINDS:
                 got = self.counts["ipis_received"]
                 got[kind] = got.get(kind, 0) + 1
@@ -385,6 +395,9 @@ class Pcpu:
         if prev is not None and not prev.ended:
             self.mmu.deschedule()           # Xen flushes writable page tables on the way out
         if prev is not None and not prev.ended:
+            # The loop's resume point is authoritative (a fresh entry or a bounce may not
+            # have run yet, and emu_start only sets EIP when it starts).
+            self.core.set_eip(self.resume_eip)
             prev.context = self.core.save()
         self.current = nxt
         self.counts["switches"] += 1
@@ -550,6 +563,8 @@ class Pcpu:
                 w.wake.wait(0.05)
                 w.wake.clear()
                 continue
+            if self.sched.need_resched:     # e.g. the domain just blocked: off the CPU first
+                self.reschedule()
             self.run_timers()
             if self.pending_migrations:
                 self.do_pending_migrations()
