@@ -118,11 +118,16 @@ class PercpuTimebase:
             self.cpu_time = new
 
     def shared_fields(self) -> xen2.SharedTimeFields:
+        """A fresh (counter, system time) pair on every update, not the calibration
+        stamp: 2.0 guests extrapolate from the low 32 bits of the counter, which wrap
+        in about a second at GHz rates, while calibration stamps are an epoch apart."""
         ct = self.cpu_time
+        tsc = self.read_tsc()
+        stime = xen3.get_s_time(ct, tsc)
         g = self.shared.read()
-        wc_sec, wc_usec = wallclock_at(g["wc_base_sec"], g["wc_base_usec"], 0, ct.stime_local_stamp)
-        return xen2.SharedTimeFields(xen3.time_scale_hz(ct.tsc_scale), ct.local_tsc_stamp,
-                                     ct.stime_local_stamp & ((1 << 64) - 1), wc_sec, wc_usec)
+        wc_sec, wc_usec = wallclock_at(g["wc_base_sec"], g["wc_base_usec"], 0, stime)
+        return xen2.SharedTimeFields(xen3.time_scale_hz(ct.tsc_scale), tsc,
+                                     stime & ((1 << 64) - 1), wc_sec, wc_usec)
 
     def settime(self, secs: int, usecs: int, system_time_base: int) -> None:
         base_sec, base_usec = xen2_settime(secs, usecs, system_time_base, 0)
