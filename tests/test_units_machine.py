@@ -245,3 +245,16 @@ def test_messages_round_trip():
 def test_every_bundled_guest_assembles(name):
     image = assemble_guest(name)
     assert image.entry == image.virt_base and len(image.segments[0].data) > 0
+
+
+def test_readme_hypercall_table_matches_the_hypervisor():
+    """The README lists every hypercall; exactly the unimplemented ones say -ENOSYS."""
+    import re
+    from pathlib import Path
+    from smpxen.xen.hypercall import NAMES
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    rows = {int(m[1]): (m[2], m[3]) for m in re.finditer(r"^\| (\d+) \| (\w+) \| (.*) \|$", readme, re.M)}
+    done = set(implemented())
+    for number, name in NAMES.items():
+        assert rows[number][0] == name
+        assert rows[number][1].startswith("**-ENOSYS**") == (number not in done), name
