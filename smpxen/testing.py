@@ -27,6 +27,16 @@ class RunResult:
         raise KeyError(name)
 
 
+def console_values(domain: dict) -> dict:
+    """The "name=integer" lines a test guest printed (see runtime.s `report`)."""
+    out = {}
+    for line in domain["console"]:
+        k, sep, v = line.partition("=")
+        if sep and v.lstrip("-").isdigit():
+            out[k] = int(v)
+    return out
+
+
 def write_config(directory: Path, text: str, name: str = "machine.toml") -> Path:
     path = Path(directory) / name
     path.write_text(textwrap.dedent(text))

@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from smpxen.testing import run_up, write_config
+from smpxen.testing import console_values, run_up, write_config
 
 HELLO = re.compile(r"hello from domain (\d+) \((\S+)\) on pcpu (\d+)$")
 
@@ -90,13 +90,7 @@ EXPECTED = {
 }
 
 
-def results(domain):
-    out = {}
-    for line in domain["console"]:
-        if "=" in line:
-            k, v = line.split("=", 1)
-            out[k] = int(v)
-    return out
+results = console_values
 
 
 @pytest.mark.timeout(60)

@@ -4,7 +4,7 @@ import functools
 
 import pytest
 
-from smpxen.testing import run_up, write_config
+from smpxen.testing import console_values, run_up, write_config
 
 
 @functools.cache
@@ -112,8 +112,7 @@ cmdline = "10"
 """
 
 
-def values(domain):
-    return {k: int(v) for k, v in (line.split("=") for line in domain["console"] if "=" in line)}
+values = console_values
 
 
 @pytest.mark.timeout(90)

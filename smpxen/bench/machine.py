@@ -10,20 +10,14 @@ import time
 from pathlib import Path
 
 from smpxen.guests.assemble import assemble_guest, symbol_address
-from smpxen.testing import run_up, write_config
+from smpxen.testing import console_values, run_up, write_config
 
 SPIN_ITERATIONS = 50_000_000          # 4 instructions each
 HYPERCALLS = 200_000
 FREQ_HZ = 2_000_000_000               # the bench configs' cycle-counter frequency
 
 
-def _guest_values(domain: dict) -> dict:
-    out = {}
-    for line in domain["console"]:
-        if "=" in line:
-            k, v = line.split("=", 1)
-            out[k] = int(v)
-    return out
+_guest_values = console_values
 
 
 def _loop_seconds(domain: dict) -> float:

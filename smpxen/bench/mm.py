@@ -10,7 +10,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from smpxen.testing import run_up, write_config
+from smpxen.testing import console_values, run_up, write_config
 
 FREQ_HZ = 2_000_000_000
 BATCH = 64
@@ -18,13 +18,7 @@ VICTIMS_PER_PCPU = 2
 DELAY_ITERATIONS = 300_000       # ~1-3 ms of dom0 spinning between revocation and reuse
 
 
-def _values(domain: dict) -> dict:
-    out = {}
-    for line in domain["console"]:
-        k, sep, v = line.partition("=")
-        if sep and v.lstrip("-").isdigit():
-            out[k] = int(v)
-    return out
+_values = console_values
 
 
 def _machine(text: str, env=None, timeout: float = 300) -> dict:

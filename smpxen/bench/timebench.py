@@ -7,7 +7,7 @@ import itertools
 import tempfile
 from pathlib import Path
 
-from smpxen.testing import run_up, write_config
+from smpxen.testing import console_values, run_up, write_config
 
 FREQ_MHZ = 2000
 SKEWS_NS = (0, 10_000, 1_000_000)
@@ -23,8 +23,7 @@ def _run(text: str, *args, timeout=300):
     return result
 
 
-def _values(domain: dict) -> dict:
-    return {k: int(v) for k, v in (line.split("=", 1) for line in domain["console"] if "=" in line)}
+_values = console_values
 
 
 def time_skew_case(model: str, skew_ns: int, drift_ppm: int, reads: int) -> dict:
