@@ -126,8 +126,11 @@ class PercpuTimebase:
         stime = xen3.get_s_time(ct, tsc)
         g = self.shared.read()
         wc_sec, wc_usec = wallclock_at(g["wc_base_sec"], g["wc_base_usec"], 0, stime)
-        return xen2.SharedTimeFields(xen3.time_scale_hz(ct.tsc_scale), tsc,
-                                     stime & ((1 << 64) - 1), wc_sec, wc_usec)
+        # Round the frequency up to whole kHz: XenLinux derives its rate from cpu_freq/1000
+        # (truncated), and a guest clock running even a few ppm fast would step back
+        # at the next update; rounded up, it can only lag, by under a microsecond.
+        freq_khz = -(-xen3.time_scale_hz(ct.tsc_scale) // 1000)
+        return xen2.SharedTimeFields(freq_khz * 1000, tsc, stime & ((1 << 64) - 1), wc_sec, wc_usec)
 
     def settime(self, secs: int, usecs: int, system_time_base: int) -> None:
         base_sec, base_usec = xen2_settime(secs, usecs, system_time_base, 0)
