@@ -39,7 +39,8 @@ def test_up_default_machine(cpus, tmp_path, no_leaks):
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("name,cpus", [("1cpu", 1), ("8cpu", 8), ("default", 4)])
+@pytest.mark.parametrize("name,cpus", [("1cpu", 1), ("8cpu", 8), ("default", 4), ("skewed", 4),
+                                       ("64cpu", 64)])
 def test_shipped_configs_boot(name, cpus, tmp_path, no_leaks):
     from importlib import resources
     path = resources.files("smpxen.configs") / f"{name}.toml"
