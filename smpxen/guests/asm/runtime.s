@@ -35,6 +35,18 @@
 .equ SI_TIME_VERSION2, 276
 .equ SI_TSC_TIMESTAMP, 280
 .equ SI_SYSTEM_TIME, 288
+.equ SI_EVTCHN_MASK, 136
+.equ HYPERVISOR_event_channel_op, 16
+.equ EVTCHNOP_bind_interdomain, 0
+.equ EVTCHNOP_bind_virq, 1
+.equ EVTCHNOP_bind_pirq, 2
+.equ EVTCHNOP_close, 3
+.equ EVTCHNOP_send, 4
+.equ EVTCHNOP_status, 5
+.equ EVTCHNOP_alloc_unbound, 6
+.equ DOMID_SELF, 0x7FF0
+.equ VIRQ_TIMER, 1
+.equ VIRQ_DOM_EXC, 4
 
 _start:
     cld
@@ -258,6 +270,211 @@ event_callback_ack:
     pop eax
     iretd
 
+# ---- event channels (Xen 2.0 event_channel_op; the union of evtchn_op_t is at +8) ----
+
+# evtchn_init(EBX = page-aligned VA for shared_info, EAX = port handler) -> EAX =
+# set_callbacks result: maps shared_info there, registers evtchn_upcall as the event
+# callback (and evtchn_failsafe), and unmasks upcalls (they are masked at start of day).
+# The handler is called from the upcall with EAX = port; it may clobber EAX..EDI.
+evtchn_init:
+    mov [evtchn_port_handler], eax
+    mov [shared_va], ebx
+    call map_shared_info
+    push ebx
+    push ecx
+    push edx
+    push esi
+    mov eax, HYPERVISOR_set_callbacks
+    mov ebx, FLAT_RING1_CS
+    mov ecx, evtchn_upcall
+    mov edx, FLAT_RING1_CS
+    mov esi, evtchn_failsafe
+    int 0x82
+    mov esi, [shared_va]
+    mov byte ptr [esi + SI_UPCALL_MASK], 0
+    pop esi
+    pop edx
+    pop ecx
+    pop ebx
+    ret
+
+# The event callback, as XenLinux 2.0's evtchn_do_upcall: while upcall_pending, clear
+# it, take pending_sel with xchg, and for every port pending & ~mask in the selected
+# words clear its pending bit and call [evtchn_port_handler] (EAX = port). Upcalls
+# stay masked meanwhile (Xen set upcall_mask); unmask them on the way out.
+evtchn_upcall:
+    pushad
+    mov esi, [shared_va]
+eu_again:
+    mov byte ptr [esi + SI_UPCALL_PENDING], 0
+    xor ebx, ebx
+    xchg ebx, [esi + SI_PENDING_SEL]
+eu_word:
+    bsf ecx, ebx
+    jz eu_words_done
+    btr ebx, ecx
+eu_port:
+    mov edx, [esi + SI_EVTCHN_MASK + ecx*4]
+    not edx
+    and edx, [esi + SI_EVTCHN_PENDING + ecx*4]
+    bsf edx, edx
+    jz eu_word
+    btr dword ptr [esi + SI_EVTCHN_PENDING + ecx*4], edx
+    mov eax, ecx
+    shl eax, 5
+    add eax, edx
+    push ebx
+    push ecx
+    push esi
+    mov edx, [evtchn_port_handler]
+    test edx, edx
+    jz eu_no_handler
+    call edx
+eu_no_handler:
+    pop esi
+    pop ecx
+    pop ebx
+    jmp eu_port
+eu_words_done:
+    cmp byte ptr [esi + SI_UPCALL_PENDING], 0
+    jne eu_again
+    mov byte ptr [esi + SI_UPCALL_MASK], 0
+    popad
+    iretd
+
+# The failsafe callback (a segment reload or iret into this domain faulted): say so
+# and power off.
+evtchn_failsafe:
+    mov ax, 0x0821
+    mov ds, ax
+    mov es, ax
+    mov esi, t_failsafe_rt
+    mov eax, 1
+    call report
+    mov eax, SHUTDOWN_poweroff
+    call shutdown
+
+# evtchn_op(EAX = EVTCHNOP_* command) -> EAX: event_channel_op on evtchn_op_buf, whose
+# union (evtchn_op_buf + 8) the caller filled.
+evtchn_op:
+    push ebx
+    mov [evtchn_op_buf], eax
+    mov eax, HYPERVISOR_event_channel_op
+    mov ebx, evtchn_op_buf
+    int 0x82
+    pop ebx
+    ret
+
+# evtchn_send(EAX = local port) -> EAX
+evtchn_send:
+    mov [evtchn_op_buf + 8], eax
+    mov eax, EVTCHNOP_send
+    jmp evtchn_op
+
+# evtchn_bind_virq(EAX = virq) -> EAX = port, or -errno
+evtchn_bind_virq:
+    mov [evtchn_op_buf + 8], eax
+    mov eax, EVTCHNOP_bind_virq
+    call evtchn_op
+    test eax, eax
+    js ebv_done
+    mov eax, [evtchn_op_buf + 12]
+ebv_done:
+    ret
+
+# evtchn_alloc_unbound(EAX = domain allowed to bind) -> EAX = port, or -errno
+evtchn_alloc_unbound:
+    mov [evtchn_op_buf + 8], eax
+    mov eax, EVTCHNOP_alloc_unbound
+    call evtchn_op
+    test eax, eax
+    js eau_done
+    mov eax, [evtchn_op_buf + 12]
+eau_done:
+    ret
+
+# evtchn_bind_interdomain(EAX = remote domain, EDX = remote port, 0 = any) -> EAX =
+# our new port (any free one), or -errno; the remote port is at evtchn_op_buf + 16.
+evtchn_bind_interdomain:
+    mov word ptr [evtchn_op_buf + 8], DOMID_SELF
+    mov [evtchn_op_buf + 10], ax
+    mov dword ptr [evtchn_op_buf + 12], 0
+    mov [evtchn_op_buf + 16], edx
+    mov eax, EVTCHNOP_bind_interdomain
+    call evtchn_op
+    test eax, eax
+    js ebi_done
+    mov eax, [evtchn_op_buf + 12]
+ebi_done:
+    ret
+
+# block_until_zero(EBX = address of a dword, EAX = timeout in ms) -> EAX = 1 once
+# the dword is 0 (an event handler cleared it), 0 if the timeout passed first.
+# Blocks with SCHEDOP_block; set_timer_op arms the wake-up for the timeout (Xen
+# delivers it as VIRQ_TIMER). Any other event just wakes us to look again.
+block_until_zero:
+    push ecx
+    push edx
+    push esi
+    cmp dword ptr [ebx], 0
+    je buz_done
+    mov ecx, 1000000
+    mul ecx
+    mov [buz_deadline], eax
+    mov [buz_deadline + 4], edx
+    mov esi, [shared_va]
+    call xen_time
+    add [buz_deadline], eax
+    adc [buz_deadline + 4], edx
+    push ebx
+    mov ebx, [buz_deadline + 4]
+    mov ecx, [buz_deadline]
+    mov eax, HYPERVISOR_set_timer_op
+    int 0x82
+    pop ebx
+buz_loop:
+    cmp dword ptr [ebx], 0
+    je buz_done
+    push ebx
+    mov eax, HYPERVISOR_sched_op
+    mov ebx, SCHEDOP_block
+    int 0x82
+    pop ebx
+    cmp dword ptr [ebx], 0
+    je buz_done
+    mov esi, [shared_va]
+    call xen_time
+    cmp edx, [buz_deadline + 4]
+    jb buz_loop
+    ja buz_timeout
+    cmp eax, [buz_deadline]
+    jb buz_loop
+buz_timeout:
+    xor eax, eax
+    jmp buz_out
+buz_done:
+    mov eax, 1
+buz_out:
+    pop esi
+    pop edx
+    pop ecx
+    ret
+
+# tsc_per_us -> EAX: cycle-counter ticks per microsecond (shared_info cpu_freq / 10^6).
+tsc_per_us:
+    push ecx
+    push edx
+    push esi
+    mov esi, [shared_va]
+    mov eax, [esi + SI_CPU_FREQ]
+    mov edx, [esi + SI_CPU_FREQ + 4]
+    mov ecx, 1000000
+    div ecx
+    pop esi
+    pop edx
+    pop ecx
+    ret
+
 # parse_uint(ESI = string) -> EAX = first decimal number in it, or 0 if none.
 parse_uint:
     push ebx
@@ -347,6 +564,10 @@ first_free_pfn:
     ret
 
 xt_stime_lo: .long 0
+evtchn_port_handler: .long 0
+buz_deadline: .long 0, 0
+evtchn_op_buf: .space 32
+t_failsafe_rt: .asciz "failsafe"
 xt_stime_hi: .long 0
 xt_freq: .long 0
 shared_va: .long 0
