@@ -38,7 +38,10 @@ def main():
                    "skew (report key time_skew).")
 @click.option("--migrate", "migrate", multiple=True, metavar="DOMAIN:MS",
               help="Move DOMAIN to the next PCPU every MS milliseconds (repeatable).")
-def up(cpus, config_path, report, timeout, quiet, probe_time_ms, migrate):
+@click.option("--status", "status_s", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Print a status line (elapsed time, domains still running) on stderr this "
+                   "often; 0 turns it off. Default: every 10 s when stderr is a terminal.")
+def up(cpus, config_path, report, timeout, quiet, probe_time_ms, migrate, status_s):
     """Boot a machine and run its domains until they have all shut down.
 
     \b
@@ -66,8 +69,10 @@ def up(cpus, config_path, report, timeout, quiet, probe_time_ms, migrate):
         if not name or moves[-1][1] <= 0:
             click.echo(f"smpxen: --migrate {item!r}: expected DOMAIN:MS with MS > 0", err=True)
             sys.exit(2)
+    if status_s is None:
+        status_s = 10.0 if sys.stderr.isatty() else 0.0
     opts = RunOptions(report=report, timeout=timeout, quiet=quiet, probe_time_ms=probe_time_ms,
-                      migrate=moves)
+                      migrate=moves, status_s=status_s)
     try:
         status = Machine(cfg, opts).run()
     except MachineError as e:

@@ -57,6 +57,29 @@ class TimeProbe:
         }
 
 
+class StatusLine:
+    """Every `period_s`, one line on stderr: elapsed time and which domains still run."""
+
+    def __init__(self, period_s: float, records, stream):
+        self.period = period_s
+        self.records = records
+        self.stream = stream
+        self.t0 = time.monotonic()
+        self.next_at = self.t0 + period_s
+
+    def due(self) -> float:
+        return self.next_at
+
+    def fire(self, _outboxes) -> None:
+        self.next_at = time.monotonic() + self.period
+        running = [r for r in self.records.values() if not r.ended]
+        names = ", ".join(f"d{r.domid} {r.name}" for r in running[:8])
+        more = f" and {len(running) - 8} more" if len(running) > 8 else ""
+        self.stream.write(f"smpxen: {time.monotonic() - self.t0:.0f}s, {len(running)} of "
+                          f"{len(self.records)} domains running: {names}{more}\n")
+        self.stream.flush()
+
+
 class Migrator:
     """Move one domain to the next PCPU every `period_ms` (like `xm pin` in a loop)."""
 

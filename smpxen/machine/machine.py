@@ -55,6 +55,7 @@ class RunOptions:
     die_with_parent: bool = False
     probe_time_ms: float | None = None            # sample every PCPU's system time this often
     migrate: list = field(default_factory=list)   # [(domain name, period ms)]
+    status_s: float = 0.0                          # a status line on stderr this often (0: never)
 
 
 @dataclass
@@ -208,8 +209,10 @@ class Machine:
         return status
 
     def _start_drivers(self, domtable) -> None:
-        from smpxen.machine.experiments import Migrator, TimeProbe
+        from smpxen.machine.experiments import Migrator, StatusLine, TimeProbe
         self.drivers = []
+        if self.opts.status_s > 0:
+            self.drivers.append(StatusLine(self.opts.status_s, self.records, sys.stderr))
         if self.opts.probe_time_ms:
             self.time_probe = TimeProbe(self.opts.probe_time_ms, self.cfg.cpus, self.epoch_ns)
             self.drivers.append(self.time_probe)
