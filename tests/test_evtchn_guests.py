@@ -34,9 +34,10 @@ def test_pingpong_across_pcpus_loses_and_duplicates_nothing(tmp_path, no_leaks):
     resp = console_values(result.domain("responder"))
     init = console_values(result.domain("initiator"))
     assert resp["port"] == 1
-    for side in (resp, init):
-        assert (side["received"], side["duplicates"], side["lost"], side["rounds"]) == \
-            (ROUND_TRIPS, 0, 0, ROUND_TRIPS), side
+    counts = {name: (v["received"], v["duplicates"], v["lost"], v["rounds"])
+              for name, v in (("responder", resp), ("initiator", init))}
+    assert counts == {"responder": (ROUND_TRIPS, 0, 0, ROUND_TRIPS),
+                      "initiator": (ROUND_TRIPS, 0, 0, ROUND_TRIPS)}, (resp, init)
     assert 0 < init["rtt_median_us"] <= init["rtt_p99_us"]
     assert {d["name"]: d["pcpus_ran_on"] for d in result.report["domains"]} == \
         {"responder": [0], "initiator": [1]}
@@ -60,3 +61,49 @@ cmdline = "self={domid} peer={domid} count=5000"
     assert result.status == 0, result.stderr
     v = console_values(result.domain("loop"))
     assert (v["received"], v["duplicates"], v["lost"], v["rounds"]) == (5000, 0, 0, 5000)
+
+
+ERRORS = """
+[machine]
+cpus = 2
+memory_mib = 16
+[dom0]
+kernel = "evtchn_errors"
+cpu = 0
+cmdline = "self={domid} peer=1"
+[[domain]]
+name = "domu"
+kernel = "evtchn_errors"
+cpu = 1
+cmdline = "self={domid} peer=0"
+"""
+
+EINVAL, EPERM, ESRCH, EFAULT, ENOSYS = -22, -1, -3, -14, -38
+DOMU_EXPECTED = {
+    "handshake_port": 1, "close_port0": EINVAL, "close_out_of_range": EINVAL,
+    "close_free": EINVAL, "close_other_domain": EPERM, "send_port0": EINVAL,
+    "send_free": EINVAL, "send_unbound": EINVAL, "status_unbound": 1, "status_unbound_dom": 1,
+    "status_out_of_range": EINVAL, "status_other_domain": EPERM, "bind_virq_range": EINVAL,
+    "bind_virq_twice_same": 1, "bind_virq_misdirect": 0, "bind_dom1_not_self": EPERM,
+    "bind_free_remote": EPERM, "alloc_no_domain": ESRCH, "bind_pirq": EPERM,
+    "bind_pirq_range": EINVAL, "unknown_cmd": ENOSYS, "bad_pointer": EFAULT,
+    "loopback_ports_differ": 1, "double_bind_same_pair": 1, "loopback_event": 1,
+    "close_bound": 0, "status_after_close": 1, "send_after_close": EINVAL,
+    "close_twice": EINVAL, "events": 1,
+}
+DOM0_EXPECTED = {
+    "dom0_dom_exc_port": 1, "dom0_offer_port": 2, "dom0_dom_exc_seen": 1,
+    "dom0_dom_exc_events": 1, "dom0_status_peer": 0, "dom0_status_peer_state": 2,
+}
+
+
+@pytest.mark.timeout(60)
+def test_event_channel_op_errors_and_dom_exc_to_dom0(tmp_path, no_leaks):
+    """The domU checks event_channel_op's refusals from inside; its shutdown reaches
+    Domain-0 (on the other PCPU) as VIRQ_DOM_EXC. Domain-0 listens before the domU
+    can end: the domU first binds to a port Domain-0 offers after binding the VIRQ."""
+    result = run_up("--config", write_config(tmp_path, ERRORS), "--quiet", report_dir=tmp_path,
+                    timeout=60)
+    assert result.status == 0, result.stderr
+    assert console_values(result.domain("domu")) == DOMU_EXPECTED
+    assert console_values(result.domain("dom0")) == DOM0_EXPECTED

@@ -38,7 +38,7 @@ from smpxen.timekeeping.cycles import CycleCounter
 from smpxen.xen import arch_x86_32 as A
 from smpxen.xen.hypercall import HYPERCALL_VECTOR
 from smpxen.xen.structs import SharedInfo
-from smpxen.xen.xen import SHUTDOWN_NAMES, VIRQ_TIMER
+from smpxen.xen.xen import SHUTDOWN_NAMES, VIRQ_DOM_EXC, VIRQ_TIMER
 
 EXIT_RESCHED = "resched"
 PING_COUNT = 32
@@ -387,6 +387,8 @@ class Pcpu:
             vcpu.info.state = DS_CRASHED
             self.sched.mark_crashed(vcpu.domid, now)
         self.send_machine(M.DOMAIN_ENDED, self.index, vcpu.domid, how, code, detail)
+        if vcpu.domid != 0:      # Xen's domain_shutdown/domain_crash tell Domain-0
+            self.events.send_virq(0, VIRQ_DOM_EXC)
         if vcpu is self.current:
             self.exit = EXIT_RESCHED
 

@@ -47,6 +47,7 @@
 .equ DOMID_SELF, 0x7FF0
 .equ VIRQ_TIMER, 1
 .equ VIRQ_DOM_EXC, 4
+.equ EVTCHN_BIND_TRIES, 100000
 
 _start:
     cld
@@ -408,6 +409,39 @@ evtchn_bind_interdomain:
 ebi_done:
     ret
 
+# evtchn_bind_retry(EAX = remote domain, EDX = its port) -> EAX = our port, or -errno
+# after EVTCHN_BIND_TRIES refusals: bind_interdomain, yielding between tries, until
+# the remote domain has offered that port to us with alloc_unbound. A handshake that
+# does not depend on who boots first; evtchn_bind_retries counts the refusals.
+evtchn_bind_retry:
+    push ebx
+    push ecx
+    push esi
+    mov esi, eax
+    mov ecx, EVTCHN_BIND_TRIES
+ebr_try:
+    mov eax, esi
+    call evtchn_bind_interdomain
+    test eax, eax
+    jns ebr_done
+    inc dword ptr [evtchn_bind_retries]
+    push eax
+    push ecx
+    push edx
+    mov eax, HYPERVISOR_sched_op
+    mov ebx, SCHEDOP_yield
+    int 0x82
+    pop edx
+    pop ecx
+    pop eax
+    dec ecx
+    jnz ebr_try
+ebr_done:
+    pop esi
+    pop ecx
+    pop ebx
+    ret
+
 # block_until_zero(EBX = address of a dword, EAX = timeout in ms) -> EAX = 1 once
 # the dword is 0 (an event handler cleared it), 0 if the timeout passed first.
 # Blocks with SCHEDOP_block; set_timer_op arms the wake-up for the timeout (Xen
@@ -565,6 +599,7 @@ first_free_pfn:
 
 xt_stime_lo: .long 0
 evtchn_port_handler: .long 0
+evtchn_bind_retries: .long 0
 buz_deadline: .long 0, 0
 evtchn_op_buf: .space 32
 t_failsafe_rt: .asciz "failsafe"
