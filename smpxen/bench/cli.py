@@ -13,6 +13,7 @@ GROUPS = {
     "machine": ("smpxen.bench.machine", "run"),
     "time": ("smpxen.bench.timebench", "run"),
     "mm": ("smpxen.bench.mm", "run"),
+    "events": ("smpxen.bench.events", "run"),
 }
 
 
