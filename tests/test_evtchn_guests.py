@@ -107,3 +107,41 @@ def test_event_channel_op_errors_and_dom_exc_to_dom0(tmp_path, no_leaks):
     assert result.status == 0, result.stderr
     assert console_values(result.domain("domu")) == DOMU_EXPECTED
     assert console_values(result.domain("dom0")) == DOM0_EXPECTED
+
+
+FAILSAFE = """
+[machine]
+cpus = 1
+memory_mib = 16
+[[domain]]
+name = "failsafe"
+kernel = "failsafe_test"
+cpu = 0
+cmdline = "no_failsafe={flag}"
+"""
+
+
+@pytest.mark.timeout(60)
+def test_failsafe_callback_when_segment_reload_faults(tmp_path, no_leaks):
+    """Ring-3 DS/ES name a GDT entry the kernel then marks not-present: the next
+    trap's entry reloads DS at ring 0, faults, and Xen enters the failsafe callback
+    with the saved selectors below the frame of the bounce that failed."""
+    result = run_up("--config", write_config(tmp_path, FAILSAFE.format(flag=0)), "--quiet",
+                    report_dir=tmp_path, timeout=60)
+    assert result.status == 0, result.stderr
+    d = result.domain("failsafe")
+    assert console_values(d) == {
+        "set_gdt": 0, "update_descriptor": 0, "failsafe_count": 1, "failsafe_ds": 0x13,
+        "failsafe_es": 0x13, "failsafe_cs": 0x0819, "failsafe_eip_is_handler": 1,
+        "trap_from_cs": 0x082B}
+    assert d["ended"]["how"] == "shutdown"
+
+
+@pytest.mark.timeout(60)
+def test_faulting_entry_without_failsafe_callback_crashes(tmp_path, no_leaks):
+    result = run_up("--config", write_config(tmp_path, FAILSAFE.format(flag=1)), "--quiet",
+                    report_dir=tmp_path, timeout=60)
+    d = result.domain("failsafe")
+    assert d["ended"]["how"] == "crashed"
+    assert "no failsafe callback" in d["ended"]["detail"]
+    assert "failsafe_count" not in console_values(d)

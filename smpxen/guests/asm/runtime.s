@@ -446,6 +446,10 @@ ebr_done:
 # the dword is 0 (an event handler cleared it), 0 if the timeout passed first.
 # Blocks with SCHEDOP_block; set_timer_op arms the wake-up for the timeout (Xen
 # delivers it as VIRQ_TIMER). Any other event just wakes us to look again.
+# Upcalls are masked from the check to the block, as XenLinux's idle loop does
+# (__cli; if nothing to do, block): an upcall in between would consume the event
+# and we would sleep until the timeout. SCHEDOP_block unmasks and returns at once
+# if an event is pending.
 block_until_zero:
     push ecx
     push edx
@@ -467,8 +471,10 @@ block_until_zero:
     int 0x82
     pop ebx
 buz_loop:
+    mov esi, [shared_va]
+    mov byte ptr [esi + SI_UPCALL_MASK], 1
     cmp dword ptr [ebx], 0
-    je buz_done
+    je buz_unmask
     push ebx
     mov eax, HYPERVISOR_sched_op
     mov ebx, SCHEDOP_block
@@ -486,12 +492,33 @@ buz_loop:
 buz_timeout:
     xor eax, eax
     jmp buz_out
+buz_unmask:
+    call evtchn_unmask_upcalls
 buz_done:
     mov eax, 1
 buz_out:
     pop esi
     pop edx
     pop ecx
+    ret
+
+# evtchn_unmask_upcalls: XenLinux's __sti: clear the upcall mask; if an event came
+# meanwhile, any hypercall makes Xen deliver it on the way back (xen_version here).
+evtchn_unmask_upcalls:
+    push eax
+    push esi
+    mov esi, [shared_va]
+    mov byte ptr [esi + SI_UPCALL_MASK], 0
+    cmp byte ptr [esi + SI_UPCALL_PENDING], 0
+    je euu_done
+    push ebx
+    mov eax, HYPERVISOR_xen_version
+    xor ebx, ebx
+    int 0x82
+    pop ebx
+euu_done:
+    pop esi
+    pop eax
     ret
 
 # tsc_per_us -> EAX: cycle-counter ticks per microsecond (shared_info cpu_freq / 10^6).
