@@ -484,8 +484,11 @@ class Pcpu:
                 core.stop()
             return
         v = self.current
-        if v.thread.fast_trap == vector and self.traps.fast_trap(v, vector, core.eip(), cpl):
-            return        # direct system call: delivered without leaving the slice
+        if v.thread.fast_trap == vector:
+            with self.watcher.stop_lock:   # see Watcher.stop_lock
+                if not self.watcher.stop_requested and \
+                        self.traps.fast_trap(v, vector, core.eip(), cpl):
+                    return    # direct system call: delivered without leaving the slice
         self.exit = ("trap", vector, core.eip(), cpl)
         core.stop()
 
@@ -533,6 +536,7 @@ class Pcpu:
             self.resume_eip = self._upcall(self.resume_eip)     # test_all_events
             if v.ended:
                 return
+        w.stop_requested = False
         w.running = True
         if w.queue:
             w.running = False
