@@ -329,63 +329,74 @@ op = st.one_of(
 SLOTS = [0, 1, 2, 3, 1007]
 
 
+def apply_op(m, o, bases: list, held: list) -> None:
+    """One random operation on DOM_A; `bases`/`held` are the test's own references."""
+    mm = m.mm
+    kind = o[0]
+    mfn = m.frames[DOM_A][o[1] % NA] if kind not in ("unbase", "release") else None
+    if kind in ("raw", "mod"):
+        tk, ti, flags = o[3]
+        tgt = _target(m, tk, ti)
+        val = ((tgt << 12) | flags) & 0xFFFFFFFF
+        idx = SLOTS[o[2] % len(SLOTS)]
+        if kind == "raw":
+            if tcount(m, mfn) == 0 and m.ft.frames[mfn].owner == DOM_A:
+                m.put(mfn, idx, val)
+        else:
+            before = m.get(mfn, idx) if m.ft.frames[mfn].owner == DOM_A else None
+            ok = mm.update_entry((mfn << 12) + idx * 4, val, DOM_A, DOM_A)
+            bad_target = flags & P and (tk != "a" or flags & (G | PSE))
+            if ok and ftype(m, mfn) in (PGT_l1_page_table, PGT_l2_page_table):
+                assert not bad_target, f"accepted {val:#x} into a page table"
+            if not ok and before is not None:
+                assert m.get(mfn, idx) == before
+    elif kind == "pin1":
+        mm.pin_table(mfn, PGT_l1_page_table, DOM_A)
+    elif kind == "pin2":
+        mm.pin_table(mfn, PGT_l2_page_table, DOM_A)
+    elif kind == "unpin":
+        mm.unpin_table(mfn, DOM_A)
+    elif kind == "base":
+        if mm.get_page_and_type(mfn, DOM_A, PGT_l2_page_table):
+            bases.append(mfn)
+    elif kind == "unbase" and bases:
+        mm.put_page_and_type(bases.pop(o[1] % len(bases)))
+    elif kind == "hold_w":
+        if mm.get_page_and_type(mfn, DOM_A, PGT_writable_page):
+            held.append(mfn)
+    elif kind == "release" and held:
+        mm.put_page_and_type(held.pop(o[1] % len(held)))
+    elif kind == "free":
+        if mfn in bases or mfn in held:
+            return        # the test's own references would dangle
+        mm.free_dom_page(mfn, DOM_A)
+
+
+def check_counts(m, o, bases: list, held: list) -> None:
+    """Every count equals the references that exist; DOM_B is untouched."""
+    mm = m.mm
+    holds = {k: (v, v) for k, v in Counter(held).items()}
+    problems = mm.audit(DOM_A, baseptrs=bases, held=holds)
+    assert problems == [], (o, problems)
+    assert mm.audit(DOM_B) == []
+    owned = [f for f in m.frames[DOM_A] if m.ft.frames[f].owner == DOM_A]
+    assert m.dt.find(DOM_A).tot_pages == len(owned)
+    for f in m.frames[DOM_B]:
+        assert count(m, f) == 1 and tcount(m, f) == 0, "the other domain is untouched"
+    for f in owned:
+        t = m.ft.frames[f].type_info
+        if t & PGT_count_mask and t & PGT_type_mask in (PGT_l1_page_table, PGT_l2_page_table):
+            assert t & PGT_validated
+    pinned = [f for f in owned if m.ft.frames[f].type_info & PGT_pinned]
+    for f in pinned:
+        assert tcount(m, f) >= 1 and m.ft.frames[f].count_info & PGC_allocated
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(op, min_size=1, max_size=40))
 def test_random_operations_keep_counts_exact(machine, ops):
     m = machine.fresh()
-    mm = m.mm
     bases, held = [], []
     for o in ops:
-        kind = o[0]
-        mfn = m.frames[DOM_A][o[1] % NA] if kind not in ("unbase", "release") else None
-        if kind in ("raw", "mod"):
-            tk, ti, flags = o[3]
-            tgt = _target(m, tk, ti)
-            val = ((tgt << 12) | flags) & 0xFFFFFFFF
-            idx = SLOTS[o[2] % len(SLOTS)]
-            if kind == "raw":
-                if tcount(m, mfn) == 0 and m.ft.frames[mfn].owner == DOM_A:
-                    m.put(mfn, idx, val)
-            else:
-                before = m.get(mfn, idx) if m.ft.frames[mfn].owner == DOM_A else None
-                ok = mm.update_entry((mfn << 12) + idx * 4, val, DOM_A, DOM_A)
-                bad_target = flags & P and (tk != "a" or flags & (G | PSE))
-                if ok and ftype(m, mfn) in (PGT_l1_page_table, PGT_l2_page_table):
-                    assert not bad_target, f"accepted {val:#x} into a page table"
-                if not ok and before is not None:
-                    assert m.get(mfn, idx) == before
-        elif kind == "pin1":
-            mm.pin_table(mfn, PGT_l1_page_table, DOM_A)
-        elif kind == "pin2":
-            mm.pin_table(mfn, PGT_l2_page_table, DOM_A)
-        elif kind == "unpin":
-            mm.unpin_table(mfn, DOM_A)
-        elif kind == "base":
-            if mm.get_page_and_type(mfn, DOM_A, PGT_l2_page_table):
-                bases.append(mfn)
-        elif kind == "unbase" and bases:
-            mm.put_page_and_type(bases.pop(o[1] % len(bases)))
-        elif kind == "hold_w":
-            if mm.get_page_and_type(mfn, DOM_A, PGT_writable_page):
-                held.append(mfn)
-        elif kind == "release" and held:
-            mm.put_page_and_type(held.pop(o[1] % len(held)))
-        elif kind == "free":
-            if mfn in bases or mfn in held:
-                continue      # the test's own references would dangle
-            mm.free_dom_page(mfn, DOM_A)
-        holds = {k: (v, v) for k, v in Counter(held).items()}
-        problems = mm.audit(DOM_A, baseptrs=bases, held=holds)
-        assert problems == [], (o, problems)
-        assert mm.audit(DOM_B) == []
-        owned = [f for f in m.frames[DOM_A] if m.ft.frames[f].owner == DOM_A]
-        assert m.dt.find(DOM_A).tot_pages == len(owned)
-        for f in m.frames[DOM_B]:
-            assert count(m, f) == 1 and tcount(m, f) == 0, "the other domain is untouched"
-        for f in owned:
-            t = m.ft.frames[f].type_info
-            if t & PGT_count_mask and t & PGT_type_mask in (PGT_l1_page_table, PGT_l2_page_table):
-                assert t & PGT_validated
-        pinned = [f for f in owned if m.ft.frames[f].type_info & PGT_pinned]
-        for f in pinned:
-            assert tcount(m, f) >= 1 and m.ft.frames[f].count_info & PGC_allocated
+        apply_op(m, o, bases, held)
+        check_counts(m, o, bases, held)

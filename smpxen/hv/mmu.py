@@ -15,7 +15,7 @@ from smpxen.hv.dispatch import hypercall
 from smpxen.hv.guestmem import GuestFault
 from smpxen.shm.frametable import PGT_count_mask, PGT_l1_page_table, PGT_l2_page_table, PGT_type_mask
 from smpxen.xen import errno, hypercall as nr
-from smpxen.xen.arch_x86_32 import HYPERVISOR_VIRT_START, PAGE_OFFSET
+from smpxen.xen.arch_x86_32 import HYPERVISOR_VIRT_START, LDT_ENTRY_SIZE, MAX_LDT_ENTRIES, PAGE_OFFSET
 from smpxen.xen.xen import (MMU_EXTENDED_COMMAND, MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE,
                             MMUEXT_CLEAR_FOREIGNDOM, MMUEXT_CMD_MASK, MMUEXT_CMD_SHIFT,
                             MMUEXT_INVLPG, MMUEXT_NEW_BASEPTR, MMUEXT_PIN_L1_TABLE,
@@ -23,8 +23,6 @@ from smpxen.xen.xen import (MMU_EXTENDED_COMMAND, MMU_MACHPHYS_UPDATE, MMU_NORMA
                             MMUEXT_TLB_FLUSH, MMUEXT_UNPIN_TABLE, UVMF_FLUSH_TLB, UVMF_INVLPG)
 
 _req = struct.Struct("<II")
-LDT_ENTRY_SIZE = 8
-MAX_LDT_ENTRIES = 8192
 
 
 def signed32(x: int) -> int:
@@ -99,6 +97,7 @@ def _extended_command(hv, mmu, ptr: int, val: int) -> bool:
         if not mm.get_page_and_type(pfn, mmu.domid, PGT_l2_page_table):
             return False
         old = hv.current.info.pt_base_mfn
+        mmu.invalidate_shadow_ldt()       # its pages were found through the old tables
         mmu.set_baseptr(pfn)              # reloading CR3 flushes: no deferred flush needed
         mmu.deferred_flush = False
         mm.put_page_and_type(old)
@@ -114,8 +113,7 @@ def _extended_command(hv, mmu, ptr: int, val: int) -> bool:
         end = ptr + ents * LDT_ENTRY_SIZE
         if ptr & 0xFFF or ents > MAX_LDT_ENTRIES or end > PAGE_OFFSET:
             return False
-        v = hv.current
-        v.ldt_base, v.ldt_ents = ptr, ents
+        mmu.set_ldt(ptr, ents)            # pages are typed and mapped as they fault in
         return True
     if cmd == MMUEXT_SET_FOREIGNDOM:
         return mmu.set_foreigndom(val >> 16)

@@ -52,6 +52,8 @@ XEN_RO = A._PAGE_PRESENT | A._PAGE_ACCESSED
 XEN_RW = XEN_RO | A._PAGE_RW | A._PAGE_DIRTY
 GDT_PAGES = 16
 LDT_FIRST = 16            # perdomain_pt entries 16..31: LDT shadow
+LDT_PAGES = 16
+_ldt_shadow = struct.Struct(f"<{LDT_PAGES}I")
 DESCS_PER_PAGE = 512
 
 
@@ -68,6 +70,9 @@ class MM:
         self.clock = FlushClock(frametable)
         self.request_flush = self._note_flush
         self.pending_flush: set[int] = set()
+        # Called with a domid whose LDT shadow was invalidated (Xen's DOP_RELOAD_LDT);
+        # the PCPU running that domain may map page 0 again after the hypercall.
+        self.request_ldt_reload = lambda d: None
         self._slots: dict[int, int] = {}
         idle = _table.unpack_from(self.mem, self.layout.idle_pd_mfn << 12)
         self._xen_l2 = {slot: idle[slot] for slot in range(DOMAIN_SLOTS, 1024) if idle[slot]}
@@ -260,6 +265,12 @@ class MM:
         if l1e & A._PAGE_RW:
             self.put_page_and_type(mfn)
         else:
+            # A read-only mapping of a frame in use as an LDT page goes: the shadow
+            # must not outlive the guest's own mapping. Rare, so (as Xen) the owner's
+            # whole LDT shadow is dropped and faults back in lazily.
+            t = self.frames[mfn].type_info
+            if t & PGT_type_mask == PGT_ldt_page and t & PGT_count_mask:
+                self.invalidate_shadow_ldt(self.frames[mfn].owner)
             self.put_page(mfn)
 
     def get_page_from_l2e(self, l2e: int, pfn: int, d: int, va_idx: int) -> bool:
@@ -553,6 +564,62 @@ class MM:
                 self.put_page_and_type(mfn)
             return True
 
+    # LDT shadow: Xen 2.0 maps a domain's LDT pages lazily, one page at a time, into
+    # perdomain_pt[16..31] (LDT_VIRT_START) when the CPU first faults on them. Each
+    # mapped page holds a general reference and an LDT type reference (so it was
+    # validated by check_descriptor and has no writable mapping anywhere while it is
+    # mapped); all of them are dropped together by invalidate_shadow_ldt.
+    def ldt_shadow_frames(self, d: int) -> list[int]:
+        info = self.dominfo(d)
+        if info is None or not info.perdomain_pt_mfn:
+            return []
+        ents = _ldt_shadow.unpack_from(self.mem, (info.perdomain_pt_mfn << 12) + LDT_FIRST * 4)
+        return [e >> 12 for e in ents if e & A._PAGE_PRESENT]
+
+    def map_ldt_shadow_page(self, d: int, off: int, l1e: int) -> bool:
+        """map_ldt_shadow_page (memory.c): page `off` of d's LDT, which d's page
+        tables map with entry l1e, is typed PGT_ldt_page and mapped read-only in the
+        shadow. False (the guest gets the page fault) if l1e is not present or the
+        frame cannot be an LDT page (not d's, mapped writable, in use as another
+        type, or a descriptor fails check_descriptor)."""
+        mfn = l1e >> 12
+        if not l1e & A._PAGE_PRESENT or not self.is_ram(mfn) or not 0 <= off < LDT_PAGES:
+            return False
+        with self.lock:
+            info = self.dominfo(d)
+            if info is None or not info.perdomain_pt_mfn:
+                return False
+            ma = self.perdomain_entry_ma(d, LDT_FIRST + off)
+            old = self.read_entry(ma)
+            if old & A._PAGE_PRESENT and old >> 12 == mfn:
+                return True                   # already mapped: nothing to take
+            if not self.get_page_and_type(mfn, d, PGT_ldt_page):
+                return False
+            self.write_entry(ma, (mfn << 12) | XEN_RO)
+            if old & A._PAGE_PRESENT:
+                self.put_page_and_type(old >> 12)
+            return True
+
+    def invalidate_shadow_ldt(self, d: int) -> bool:
+        """__invalidate_shadow_ldt (memory.c): unmap every page of d's LDT shadow and
+        drop its references. The PCPU running d must flush its TLB before d runs
+        again (requested here). True if anything was mapped."""
+        with self.lock:
+            info = self.dominfo(d)
+            if info is None or not info.perdomain_pt_mfn:
+                return False
+            base = (info.perdomain_pt_mfn << 12) + LDT_FIRST * 4
+            ents = _ldt_shadow.unpack_from(self.mem, base)
+            if not any(e & A._PAGE_PRESENT for e in ents):
+                return False
+            for i, e in enumerate(ents):
+                if e & A._PAGE_PRESENT:
+                    self.write_entry(base + i * 4, 0)
+                    self.put_page_and_type(e >> 12)
+            self.request_flush(info.processor)
+            self.request_ldt_reload(d)
+            return True
+
     def update_descriptor(self, d: int, pa: int, lo: int, hi: int) -> bool:
         mfn = pa >> 12
         if pa & 7 or not self.is_ram(mfn):
@@ -642,6 +709,8 @@ class MM:
             ref(m, 1, "base pointer")
         for m in self.gdt_frames(d):
             ref(m, 1, "GDT")
+        for m in self.ldt_shadow_frames(d):
+            ref(m, 1, "LDT shadow")
         for m, (c, t) in (held or {}).items():
             if m in exp_c:
                 exp_c[m] += c

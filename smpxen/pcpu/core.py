@@ -279,6 +279,11 @@ class CpuCore:
         _, base, limit, _ = self.uc.reg_read(R.UC_X86_REG_GDTR)
         return base, limit
 
+    def set_ldtr(self, selector: int, base: int, limit: int, flags: int) -> None:
+        """Load LDTR's selector and descriptor cache directly (what lldt would load
+        from the GDT). It is part of a saved context, as GDTR is."""
+        self.uc.reg_write(R.UC_X86_REG_LDTR, (selector, base, limit, flags))
+
     def flush_tlb(self) -> None:
         """Drop the soft TLB (not part of a saved context, so needed on every switch)."""
         self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)

@@ -510,10 +510,11 @@ class Pcpu:
         self.counts["traps"] += 1
         v = self.current
         trap = self.traps.classify(vector, eip, cpl)     # consumes the fault state
-        if vector == x86.PF and not trap.soft and cpl != 0 and \
-                self.mm_page_fault(trap.cr2, trap.error_code, eip):
-            self.resume_eip = eip
-            return
+        if vector == x86.PF and not trap.soft:
+            if self.mm_page_fault(trap.cr2, trap.error_code, eip):
+                self.resume_eip = eip
+                return
+            trap.cr2 = self.mmu.guest_cr2(trap.cr2)     # an LDT shadow fault: the guest's address
         try:
             self.resume_eip = self.traps.deliver(v, trap)
         except BounceError as e:

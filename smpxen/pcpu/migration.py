@@ -5,7 +5,9 @@ scheduler and ships everything the target needs in one IPI: the saved CPU contex
 the scheduler record (BVT state; DF_MIGRATED makes the target reset its avt), the
 pending one-shot timer and the per-VCPU state. Guest memory, shared_info and the
 event-channel table are in machine RAM already; events sent while the domain is
-in flight are forwarded by the PCPU that no longer hosts it (pcpu/events.py)."""
+in flight are forwarded by the PCPU that no longer hosts it (pcpu/events.py). So is
+the LDT shadow (the domain's PERDOMAIN L1 and its frame references); only (base,
+ents) travel, and the target loads LDTR with its own selector at switch-in."""
 from __future__ import annotations
 
 import pickle

@@ -15,10 +15,10 @@ import time
 from dataclasses import dataclass
 
 from smpxen.arch import x86
-from smpxen.mm.memory import MM
+from smpxen.mm.memory import LDT_FIRST, MM
 from smpxen.shm.frametable import (PGT_l1_page_table, PGT_type_mask, PGT_va_mask, PGT_va_shift,
                                    PGT_va_unknown)
-from smpxen.shm.layout import GDT_VIRT_START, HV_GDT_VA
+from smpxen.shm.layout import GDT_VIRT_START, HV_GDT_VA, LDT_VIRT_START
 from smpxen.xen import arch_x86_32 as A
 from smpxen.xen.xen import DOMID_IO, DOMID_XEN, VMASST_TYPE_writable_pagetables
 
@@ -27,6 +27,15 @@ PTWR_PT_INACTIVE = 1
 _u32 = struct.Struct("<I")
 DEFAULT_GDT_LIMIT = (A.LAST_RESERVED_GDT_ENTRY + 1) * 8 - 1
 P, RW, USER = A._PAGE_PRESENT, A._PAGE_RW, A._PAGE_USER
+# load_LDT (asm-x86/ldt.h): the LDT descriptor Xen writes into GDT slot __LDT(cpu) =
+# FIRST_RESERVED_GDT_ENTRY + 9 + 2*cpu and loads with lldt. smpxen writes LDTR's
+# cache directly (no GDT slot needed); the selector is only what `sldt` shows, and
+# Xen 2.0 had NR_CPUS 16, so PCPUs beyond 15 reuse those selectors.
+LDT_DESC_HI = (LDT_VIRT_START & 0xFF000000) | 0x8200 | ((LDT_VIRT_START >> 16) & 0xFF)
+
+
+def ldt_selector(cpu: int) -> int:
+    return (A.FIRST_RESERVED_GDT_ENTRY + 9 + ((cpu % 16) << 1)) << 3
 
 
 @dataclass
@@ -46,15 +55,17 @@ class PcpuMM:
         self.core = pcpu.core
         self.mm = MM(pcpu.frames, pcpu.ram, pcpu.domains)
         self.mm.request_flush = self._request_flush
+        self.mm.request_ldt_reload = self._request_ldt_reload
         self.clock = self.mm.clock
         self.foreign: int | None = None        # percpu_info.foreign (a domid)
         self.deferred_flush = False            # DOP_FLUSH_TLB
+        self.deferred_ldt = False              # DOP_RELOAD_LDT
         self.remote_flush: set[int] = set()
         self.ptwr: list[PtwrSlot | None] = [None, None]
         self.counts = {"tlb_flush_local": 0, "tlb_flush_ipis_sent": 0, "tlb_flush_ipis_avoided": 0,
                        "tlb_shootdowns": 0, "reuse_flush_checks": 0, "reuse_flush_ns": 0,
                        "revoke_ipis_sent": 0, "ptwr_faults": 0, "ptwr_flushes": 0,
-                       "mmu_update_entries": 0}
+                       "mmu_update_entries": 0, "ldt_shadow_maps": 0}
         # smpxen bench compares against a hypervisor without the flush clock: then
         # every PCPU that may cache a reused frame is flushed, whenever it last flushed.
         self.use_flush_clock = os.environ.get("SMPXEN_NO_FLUSH_CLOCK") != "1"
@@ -107,6 +118,7 @@ class PcpuMM:
             header.tb_stale[self.cpu] = 0
             self.core.flush_translations()
         self.clock.flushed(self.cpu, self.clock.tick(), translations=bool(stale))
+        self.load_ldt()                 # switch_to's load_LDT(next)
 
     def _request_flush(self, cpu: int) -> None:
         if cpu == self.cpu:
@@ -151,6 +163,11 @@ class PcpuMM:
         if self.deferred_flush:
             self.deferred_flush = False
             self.local_flush()
+        if self.deferred_ldt:
+            self.deferred_ldt = False
+            v = self.current
+            if v is not None and v.ldt_ents and not v.ended:
+                self.map_ldt_shadow_page(0)    # best effort: a failure just faults later
 
     def alloc_frames(self, domid: int, count: int):
         """Frames from the pool for a domain; any PCPU that may still cache one of
@@ -192,6 +209,64 @@ class PcpuMM:
     def default_gdt(self) -> None:
         self.core.set_gdtr(HV_GDT_VA, DEFAULT_GDT_LIMIT)
 
+    # ---- LDT ---------------------------------------------------------------------------
+    def set_ldt(self, base: int, ents: int) -> None:
+        """MMUEXT_SET_LDT with checked arguments: a new (base, ents) drops the old
+        shadow, loads LDTR, and maps page 0 after the batch (Xen's DOP_RELOAD_LDT)."""
+        v = self.current
+        if (v.ldt_base, v.ldt_ents) == (base, ents):
+            return
+        self.invalidate_shadow_ldt()
+        v.ldt_base, v.ldt_ents = base, ents
+        self.load_ldt()
+        self.deferred_ldt = ents != 0
+
+    def invalidate_shadow_ldt(self) -> None:
+        self.mm.invalidate_shadow_ldt(self.domid)
+
+    def _request_ldt_reload(self, d: int) -> None:
+        if self.current is not None and self.current.domid == d:
+            self.deferred_ldt = True
+
+    def load_ldt(self) -> None:
+        """load_LDT: LDTR covers the current domain's LDT shadow, or is null."""
+        v = self.current
+        if v is None or not v.ldt_ents:
+            self.core.set_ldtr(0, 0, 0, 0)
+        else:
+            self.core.set_ldtr(ldt_selector(self.cpu), LDT_VIRT_START,
+                               v.ldt_ents * A.LDT_ENTRY_SIZE - 1, LDT_DESC_HI)
+
+    def in_ldt_shadow(self, addr: int) -> bool:
+        v = self.current
+        return v is not None and LDT_VIRT_START <= addr < LDT_VIRT_START + v.ldt_ents * A.LDT_ENTRY_SIZE
+
+    def map_ldt_shadow_page(self, off: int) -> bool:
+        """Map page `off` of the current domain's LDT into the shadow, from the PTE
+        its current page tables have for ldt_base + off pages."""
+        va = self.current.ldt_base + (off << 12)
+        active = self.ptwr[PTWR_PT_ACTIVE]
+        if active is not None and (va >> 22) == (active.l2e_ma & 0xFFF) >> 2:
+            self.ptwr_flush(PTWR_PT_ACTIVE)     # reconnect the L1 the walk needs
+            if self.current.ended:
+                return False
+        _pde_ma, _pde, pte_ma, pte = self.walk(va)
+        if pte_ma is None or not self.mm.map_ldt_shadow_page(self.domid, off, pte):
+            return False
+        self.counts["ldt_shadow_maps"] += 1
+        return True
+
+    def ldt_shadow_mapped(self, off: int) -> bool:
+        mm = self.mm
+        return bool(mm.read_entry(mm.perdomain_entry_ma(self.domid, LDT_FIRST + off)) & P)
+
+    def guest_cr2(self, addr: int) -> int:
+        """The address a #PF the hypervisor did not fix is reported at: a fault in
+        the LDT shadow is the guest's, at the same offset into its own LDT."""
+        if self.in_ldt_shadow(addr):
+            return (self.current.ldt_base + addr - LDT_VIRT_START) & 0xFFFFFFFF
+        return addr
+
     def walk(self, va: int):
         """(pde_ma, pde, pte_ma, pte) of va in the current address space; pte_ma is
         None when the L2 entry is not present."""
@@ -206,10 +281,23 @@ class PcpuMM:
     # ---- page faults ---------------------------------------------------------------------
     def page_fault(self, addr: int, error_code: int | None, cpl: int) -> bool:
         """First look at a guest #PF at `addr`. True if the fault was the
-        hypervisor's (a writable-page-table fault, or a touch of the disconnected
-        region) and the guest may simply retry the instruction. Without an error
-        code from the core, present/write are derived from the page walk."""
-        if addr >= A.HYPERVISOR_VIRT_START or self.current is None or self.current.ended:
+        hypervisor's (a writable-page-table fault, a touch of the disconnected
+        region, or an LDT page not in the shadow yet) and the guest may simply retry
+        the instruction. Without an error code from the core, present/write are
+        derived from the page walk. In ring 0 (the entry trampoline) only LDT
+        faults are the hypervisor's to fix."""
+        if self.current is None or self.current.ended:
+            return False
+        if self.in_ldt_shadow(addr):
+            # A descriptor load touched an LDT page not mapped yet (from the guest,
+            # or from the entry trampoline in ring 0 reloading its selectors). A
+            # protection fault there (a write: QEMU checks no segment limits, so
+            # ring 1 can reach the area) is not ours to fix.
+            off = (addr - LDT_VIRT_START) >> 12
+            if error_code is not None and error_code & 1 or self.ldt_shadow_mapped(off):
+                return False
+            return self.map_ldt_shadow_page(off)
+        if addr >= A.HYPERVISOR_VIRT_START or cpl == 0:
             return False
         if error_code is None:
             present, write = self.error_code(addr, cpl)

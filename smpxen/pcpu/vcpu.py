@@ -23,11 +23,9 @@ class Vcpu:
     # PCPU's clock, so a domain that moved here from a faster clock never sees time
     # go backwards (the per-domain form of Xen 3.0's warp forward).
     time_offset: int = 0
-    ldt_base: int = 0           # MMUEXT_SET_LDT (linear address, entries)
-    ldt_ents: int = 0
+    ldt_base: int = 0           # MMUEXT_SET_LDT (linear address, entries); its pages
+    ldt_ents: int = 0           # are mapped in the domain's PERDOMAIN area as they fault in
     thread: ThreadState = field(default_factory=ThreadState)   # traps, callbacks, stacks
-    ldt_base: int = 0           # MMUEXT_SET_LDT (linear address, entries)
-    ldt_ents: int = 0
 
     @property
     def privileged(self) -> bool:
