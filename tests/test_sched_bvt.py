@@ -461,8 +461,7 @@ def test_warped_domain_has_low_wakeup_latency():
     warped, warped_share = run((1_000_000, 10, 1000))
     assert len(plain) > 50 and len(warped) > 50
     mean_plain = sum(plain) / len(plain)
-    mean_warped = sum(warped) / len(warped)
-    assert max(warped) == 0
+    assert max(warped) == 0            # so the mean wake-up latency is 0 too
     assert mean_plain > 1 * MS
     # the borrowed time shows up as a larger share
     assert warped_share > plain_share

@@ -18,7 +18,7 @@ import calendar
 from fractions import Fraction
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smpxen.timekeeping import wallclock, xen2, xen3

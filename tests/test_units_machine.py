@@ -217,7 +217,6 @@ def test_guestmem_matches_a_reference_walk(mappings, va, n, write):
 
 
 def _anon(frames):
-    import mmap
     import os
     fd = os.memfd_create("smpxen-test")
     os.ftruncate(fd, frames * 4096)

@@ -34,7 +34,7 @@ class HvContext:
         self._pcpu.block_current()
 
     def set_timer(self, deadline: int) -> None:
-        self._pcpu.set_domain_timer(self._pcpu.current, deadline)
+        self._pcpu.clock.set_domain_timer(self._pcpu.current, deadline)
 
     # ---- CPU state and events (smpxen.hv.traps, smpxen.hv.event_channel) ----------
     def set_cr0_ts(self, on: bool) -> None:
@@ -68,7 +68,7 @@ class HvContext:
         return min(live, key=lambda d: d.domid, default=None)
 
     def settime(self, secs: int, usecs: int, system_time: int) -> None:
-        self._pcpu.timebase.settime(secs, usecs, system_time)
+        self._pcpu.clock.timebase.settime(secs, usecs, system_time)
 
     def pin_domain(self, domid: int, cpu: int) -> int:
         from smpxen.pcpu import domctl
@@ -105,5 +105,5 @@ class HvContext:
 
     def physinfo(self) -> dict:
         pcpu = self._pcpu
-        return {"cpus": pcpu.nr_pcpus, "cpu_khz": pcpu.timebase.describe()["cpu_freq_hz"] // 1000,
+        return {"cpus": pcpu.nr_pcpus, "cpu_khz": pcpu.clock.timebase.describe()["cpu_freq_hz"] // 1000,
                 "total_pages": pcpu.layout.nr_frames, "free_pages": pcpu.frames.header.free_count}

@@ -20,8 +20,7 @@ from smpxen.pcpu.events import EventDelivery
 from smpxen.pcpu import domctl, migration
 from smpxen.pcpu.hvctx import HvContext
 from smpxen.pcpu.mmu import PcpuMM, remote_mm_flush, remote_mm_revoke
-from smpxen.pcpu.timebase import CALIBRATE_WINDOW_NS, PLATFORM_SAMPLES, PercpuTimebase, Xen2Timebase
-from smpxen.pcpu.timers import TimerHeap
+from smpxen.pcpu.clock import PcpuClock
 from smpxen.pcpu.vcpu import Vcpu
 from smpxen.pcpu.watcher import Watcher
 from smpxen.arch import x86
@@ -33,8 +32,6 @@ from smpxen.shm.frametable import FrameTable
 from smpxen.shm.layout import Layout
 from smpxen.shm.locks import Locks
 from smpxen.shm.ram import MachineRAM
-from smpxen.shm.timeshared import SharedTime
-from smpxen.timekeeping.cycles import CycleCounter
 from smpxen.xen import arch_x86_32 as A
 from smpxen.xen.hypercall import HYPERCALL_VECTOR
 from smpxen.xen.structs import SharedInfo
@@ -42,9 +39,6 @@ from smpxen.xen.xen import SHUTDOWN_NAMES, VIRQ_DOM_EXC, VIRQ_TIMER
 
 EXIT_RESCHED = "resched"
 PING_COUNT = 32
-TICK_NS = 10_000_000          # Xen's per-CPU t_timer: time update + VIRQ_TIMER to the current domain
-FALLBACK_NS = 500_000_000     # Xen's fallback_timer: time update only
-EPOCH_NS = 1_000_000_000      # percpu model: calibration against the platform timer
 INITIAL_EFLAGS = x86.EFLAGS_IF | x86.EFLAGS_RESERVED1
 
 
@@ -62,25 +56,16 @@ class Pcpu:
         self.locks = Locks(self.ram.fd)
         self.frames = FrameTable(self.ram, self.layout, self.locks)
         self.domains = DomainTable(self.ram, self.layout)
-        clock = boot["clock"]
-        self.tsc = CycleCounter(clock["freq_hz"], clock["offset_cycles"], clock["drift_ppm"],
-                                origin_ns=self.epoch_ns)
         self.core = CpuCore(self.ram, self.layout, self.index, boot["probes"])
         self.instr_rate = self.core.measure_rate()
         self.core.on_interrupt = self._on_interrupt
-        self.core.on_rdtsc = self.read_tsc
+        self.clock = PcpuClock(self, boot)
+        self.core.on_rdtsc = self.clock.read_tsc
         self.mem = GuestMemory(self.ram, self.layout.nr_frames)
         self.mmu = PcpuMM(self)
         self.hv = HvContext(self)
         self.traps = GuestTraps(self)        # bouncing faults and interrupts (pcpu/bounce.py)
         self.events = EventDelivery(self)    # event channels, VIRQs, upcalls (pcpu/events.py)
-        self.time_model = boot["time_model"]
-        self.wallclock_ns = boot["wallclock_ns"]
-        self.shared_time = SharedTime(self.ram, self.layout, self.locks)
-        tb = Xen2Timebase if self.time_model == "xen2" else PercpuTimebase
-        self.timebase = tb(self.read_tsc, self.shared_time)
-        self.timers = TimerHeap()
-        self.pit_host_deadline = None      # xen2 timer CPU: next platform (PIT) tick, host ns
         self.sched: SchedCore | None = None     # created once time is running
         self.vcpus: dict[int, Vcpu] = {}
         self.current: Vcpu | None = None
@@ -94,7 +79,7 @@ class Pcpu:
         self.to_machine = endpoints.connect_outbox(self.zctx, endpoints.machine_endpoint(self.tag))
         self.peers: dict[int, zmq.Socket] = {}
         self.watcher = Watcher(inbox, self.core.stop)
-        self.watcher.immediate[M.IPI_TSC_SYNC] = lambda _msg: self.tsc.write(0, time.monotonic_ns())
+        self.watcher.immediate[M.IPI_TSC_SYNC] = self.clock.zero_tsc
 
         self.counts = {"hypercalls": 0, "slices": 0, "switches": 0, "traps": 0,
                        "ipis_sent": {}, "ipis_received": {}}
@@ -102,126 +87,39 @@ class Pcpu:
         self.ipi_rtt_us: list[float] = []
         self._call_seq = 0
         self._replies: dict[int, object] = {}
-        self._tsc_synced = False
         self._ended_cpu_time: dict[int, int] = {}
         self.migrated_out: dict[int, int] = {}
         self.pending_migrations: list = []      # (domid, target), done between slices
         self._early: list = []                  # messages that arrived before the scheduler
-        self.platform_samples: list = []
 
-    # ---- time ------------------------------------------------------------------
+    # ---- time (smpxen.pcpu.clock) ---------------------------------------------------
     def read_tsc(self) -> int:
-        """This PCPU's cycle counter (what rdtsc returns); it runs on host time."""
-        return self.tsc.read(time.monotonic_ns())
+        return self.clock.read_tsc()
 
     def now(self) -> int:
         """System time in ns (Xen's NOW()) under the configured time model."""
-        return self.timebase.now()
-
-    def _host_deadline(self, stime: int | None) -> int | None:
-        """When (host ns) system time on this PCPU reaches `stime`: the local timer
-        is programmed from the local clock, as Xen programs the APIC."""
-        if stime is None:
-            return self.pit_host_deadline
-        host = time.monotonic_ns() + max(0, stime - self.now())
-        if self.pit_host_deadline is not None:
-            host = min(host, self.pit_host_deadline)
-        return host
-
-    def platform_sample(self) -> tuple[int, int, int]:
-        """(TSC at the midpoint, platform ns, round trip in cycles) of the fastest of a
-        few platform-timer reads over ZeroMQ: the midpoint halves the latency error."""
-        best = None
-        for _ in range(PLATFORM_SAMPLES):
-            self._call_seq += 1
-            seq = self._call_seq
-            t0 = self.read_tsc()
-            self.send_machine(M.PLATFORM_TIME_REQ, self.index, seq)
-            platform_ns = self._wait_reply(seq, 5.0, "the platform timer")
-            t1 = self.read_tsc()
-            if best is None or t1 - t0 < best[2]:
-                best = ((t0 + t1) // 2, platform_ns, t1 - t0)
-        self.platform_samples.append(best[2])
-        return best
-
-    def calibrate_tsc(self) -> int:
-        """Cycles per second of this PCPU's counter, measured against the platform
-        timer over Xen 2.0's calibration window."""
-        tsc0, ns0, _ = self.platform_sample()
-        time.sleep(CALIBRATE_WINDOW_NS / 1e9)
-        tsc1, ns1, _ = self.platform_sample()
-        return (tsc1 - tsc0) * 1_000_000_000 // (ns1 - ns0)
-
-    def _start_time(self) -> None:
-        """Bring up system time under the configured model (before any domain runs)."""
-        rtc_sec = self.wallclock_ns // 1_000_000_000      # a CMOS RTC has whole seconds
-        if self.time_model == "xen2":
-            if self.index == 0:
-                freq = self.calibrate_tsc()
-                for cpu in range(1, self.nr_pcpus):        # the barrier: everyone zeroes now
-                    self.send_ipi(cpu, M.IPI_TSC_SYNC)
-                self.tsc.write(0, time.monotonic_ns())
-                self.timebase.boot(freq, rtc_sec, 0)
-                self.pit_host_deadline = time.monotonic_ns() + TICK_NS
-            else:
-                give_up = time.monotonic() + 10
-                while not (self._tsc_synced and self.shared_time.g.valid):
-                    if time.monotonic() > give_up:
-                        raise TimeoutError("no TSC synchronisation from the boot CPU")
-                    self.watcher.wake.wait(0.01)
-                    self.watcher.wake.clear()
-                    self.handle_messages()
-        else:
-            freq = self.calibrate_tsc()
-            tsc, platform_ns, _ = self.platform_sample()
-            self.timebase.boot(freq, tsc, platform_ns)
-            if self.index == 0:
-                with self.shared_time.lock:
-                    self.shared_time.write(wc_base_sec=rtc_sec, wc_base_usec=0)
-        now = self.now()
-        self.timers.set("tick", now + TICK_NS)
-        self.timers.set("fallback", now + FALLBACK_NS)
-        if self.time_model == "percpu":
-            self.timers.set("calibrate", now + EPOCH_NS)
+        return self.clock.now()
 
     def run_timers(self) -> None:
-        host = time.monotonic_ns()
-        while self.pit_host_deadline is not None and host >= self.pit_host_deadline:
-            self.timebase.pit_tick(host - self.pit_host_deadline)
-            self.pit_host_deadline += TICK_NS
-        now = self.now()
-        for key in self.timers.pop_due(now):
-            if key == "tick":
-                self.timers.set("tick", now + TICK_NS)
+        for key in self.clock.due():
+            if key == "tick":            # Xen's t_timer: time update + VIRQ_TIMER to the runner
                 if self.current is not None and self.sched.runnable(self.current.domid):
                     self.update_dom_time(self.current)
                     self.send_virq(self.current, VIRQ_TIMER)
-            elif key == "fallback":
-                self.timers.set("fallback", now + FALLBACK_NS)
+            elif key == "fallback":      # time update only
                 if self.current is not None:
                     self.update_dom_time(self.current)
-            elif key == "calibrate":
-                tsc, platform_ns, _ = self.platform_sample()
-                self.timebase.calibrate(tsc, platform_ns)
-                self.timers.set("calibrate", self.now() + EPOCH_NS)
-            elif key[0] == "domain":
+            else:                        # ("domain", domid): its set_timer_op timer
                 v = self.vcpus.get(key[1])
                 if v is not None and not v.ended:
                     self.update_dom_time(v)
                     self.send_virq(v, VIRQ_TIMER)
 
-    def set_domain_timer(self, vcpu: Vcpu, deadline: int) -> None:
-        """set_timer_op: one-shot VIRQ_TIMER at absolute system time `deadline`; 0 cancels."""
-        if deadline == 0:
-            self.timers.cancel(("domain", vcpu.domid))
-        else:     # the deadline is in the domain's view of time
-            self.timers.set(("domain", vcpu.domid), deadline - vcpu.time_offset)
-
     def update_dom_time(self, vcpu: Vcpu) -> None:
         """Publish the time fields in the domain's shared_info, bracketed by the two
         version counters (Xen's update_dom_time). Only this PCPU writes them: it owns
         the domain, and the domain is not running while we do it."""
-        f = self.timebase.shared_fields()
+        f = self.clock.timebase.shared_fields()
         s = vcpu.shared
         s.time_version1 = (s.time_version1 + 1) & 0xFFFFFFFF
         s.cpu_freq = f.cpu_freq
@@ -258,31 +156,38 @@ class Pcpu:
     def call_remote(self, target: int, function: str, args=(), timeout: float = 5.0):
         """Run `function` on PCPU `target` and wait for its result, serving our own
         inbox meanwhile (the target may be calling us at the same time)."""
-        self._call_seq += 1
-        seq = self._call_seq
+        seq = self.next_seq()
         self.send_ipi(target, M.IPI_CALL, seq, function, list(args))
-        return self._wait_reply(seq, timeout, f"pcpu{target} ({function})")
+        return self.wait_reply(seq, timeout, f"pcpu{target} ({function})")
 
-    def _wait_reply(self, seq: int, timeout: float, what: str):
+    def next_seq(self) -> int:
+        self._call_seq += 1
+        return self._call_seq
+
+    def wait_reply(self, seq: int, timeout: float, what: str):
+        self.serve_until(lambda: seq in self._replies, timeout, f"an answer from {what}")
+        return self._replies.pop(seq)
+
+    def serve_until(self, condition, timeout: float, what: str) -> None:
+        """Handle incoming messages until condition() holds (others may be waiting on
+        us at the same time, so we keep serving them)."""
         give_up = time.monotonic() + timeout
-        while seq not in self._replies:
+        while not condition():
             if time.monotonic() > give_up:
-                raise TimeoutError(f"no answer from {what}")
+                raise TimeoutError(f"no {what} within {timeout:g} s")
             if not self.watcher.queue:
                 self.watcher.wake.wait(0.05)
             self.watcher.wake.clear()
             self.handle_messages()
-        return self._replies.pop(seq)
 
     def call_remote_many(self, targets, function: str, args=(), timeout: float = 5.0) -> list:
         """Run `function` on several PCPUs at once: send every request first, then
         wait for all the replies (a multicast IPI, e.g. a TLB shootdown)."""
         seqs = []
         for target in targets:
-            self._call_seq += 1
-            seqs.append(self._call_seq)
-            self.send_ipi(target, M.IPI_CALL, self._call_seq, function, list(args))
-        return [self._wait_reply(seq, timeout, f"pcpu{t} ({function})") for seq, t in zip(seqs, targets)]
+            seqs.append(self.next_seq())
+            self.send_ipi(target, M.IPI_CALL, seqs[-1], function, list(args))
+        return [self.wait_reply(seq, timeout, f"pcpu{t} ({function})") for seq, t in zip(seqs, targets)]
 
     REMOTE_FUNCTIONS = {"ping": lambda self: None, "mm_flush": remote_mm_flush,
                         "mm_revoke": remote_mm_revoke}
@@ -313,7 +218,7 @@ class Pcpu:
             elif kind == M.IPI_REPLY or kind == M.PLATFORM_TIME:
                 self._replies[msg[2]] = msg[3]
             elif kind == M.IPI_TSC_SYNC:
-                self._tsc_synced = True     # the counter was zeroed on arrival (watcher thread)
+                self.clock.tsc_synced = True     # zeroed on arrival (watcher thread)
             elif kind == M.IPI_EVTCHN_SET:
                 self.events.on_ipi(msg[2], msg[3])
             elif kind == M.IPI_EVENT_CHECK:
@@ -324,7 +229,7 @@ class Pcpu:
                 self.pending_migrations.append((msg[2], msg[3]))
             elif kind == M.TIME_PROBE:
                 if self.sched is not None:          # only once time is running
-                    self.send_machine(M.TIME_SAMPLE, self.index, msg[2], self.timebase.raw_now(),
+                    self.send_machine(M.TIME_SAMPLE, self.index, msg[2], self.clock.timebase.raw_now(),
                                       time.monotonic_ns())
             elif kind == M.START:
                 self._start(msg[2])
@@ -338,7 +243,7 @@ class Pcpu:
         for cpu in range(self.nr_pcpus):
             if cpu != self.index:      # connect now: a first send would pay the handshake
                 self._peer(cpu)
-        self._start_time()
+        self.clock.start()
         now = self.now()
         self.sched = SchedCore(cpu=self.index, now=now)
         for domid in spec["domains"]:
@@ -422,7 +327,7 @@ class Pcpu:
 
     def next_deadline(self) -> int | None:
         """Earliest system-time deadline: the scheduler's or a timer's."""
-        cands = [t for t in (self.sched.next_deadline(), self.timers.next_deadline()) if t is not None]
+        cands = [t for t in (self.sched.next_deadline(), self.clock.timers.next_deadline()) if t is not None]
         return min(cands) if cands else None
 
     def reschedule(self) -> None:
@@ -531,7 +436,7 @@ class Pcpu:
         v = self.current
         w = self.watcher
         self.exit = None
-        w.deadline_ns = self._host_deadline(self.next_deadline())
+        w.deadline_ns = self.clock.host_deadline(self.next_deadline())
         vd = v.shared.vcpu_data[0]
         if vd.evtchn_upcall_pending and not vd.evtchn_upcall_mask and self.core.cpl() != 0:
             self.resume_eip = self._upcall(self.resume_eip)     # test_all_events
@@ -581,7 +486,7 @@ class Pcpu:
             if self.sched.poll(self.now()):
                 self.reschedule()
             if self.current is None:
-                host = self._host_deadline(self.next_deadline())
+                host = self.clock.host_deadline(self.next_deadline())
                 timeout = 0.05 if host is None else max(0.0, min(0.05, (host - time.monotonic_ns()) / 1e9))
                 if not w.queue:
                     w.wake.wait(timeout)
@@ -613,7 +518,7 @@ class Pcpu:
             "guest_instructions_estimate_method":
                 "emulated seconds x this core's measured ALU-loop rate (an upper bound)",
             "alu_loop_rate_mips": round(self.instr_rate / 1e6, 1),
-            "time": dict(self.timebase.describe(), platform_rtt_cycles_min=min(self.platform_samples, default=None)),
+            "time": self.clock.describe(),
             "host_cpu_s": round(cpu.user + cpu.system, 3),
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             "rss_bytes": proc.memory_info().rss,

@@ -29,8 +29,9 @@ def migrate_out(pcpu, domid: int, target: int) -> bool:
         pcpu.reschedule()              # saves its context and runs something else
     record = pcpu.sched.migrate_out(domid)
     record["pausecnt"] -= 1            # the pause above was only for the move
-    timer = pcpu.timers.deadline(("domain", domid))     # in this PCPU's clock
-    pcpu.timers.cancel(("domain", domid))
+    timers = pcpu.clock.timers
+    timer = timers.deadline(("domain", domid))          # in this PCPU's clock
+    timers.cancel(("domain", domid))
     payload = {
         "domid": domid,
         "context": pickle.dumps(v.context) if v.context is not None else None,
@@ -62,8 +63,8 @@ def migrate_in(pcpu, payload: dict) -> None:
     v.pcpus_ran = set(ran)
     pcpu.vcpus[domid] = v
     now = pcpu.now()
-    if pcpu.time_model == "percpu":
+    if pcpu.clock.model == "percpu":
         v.time_offset = max(0, payload["time_view"] - now)
     pcpu.sched.migrate_in(domid, now, payload["sched"])
     if payload["timer"] is not None:        # re-expressed from the source's clock to ours
-        pcpu.timers.set(("domain", domid), payload["timer"] + payload["time_offset"] - v.time_offset)
+        pcpu.clock.timers.set(("domain", domid), payload["timer"] + payload["time_offset"] - v.time_offset)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-from contextlib import contextmanager
 
 # Lock slots: byte offsets used only as lock names. Record locks are advisory, so
 # they do not affect the memory at those offsets.

@@ -1,0 +1,145 @@
+"""A PCPU's time: its cycle counter, the time model that turns it into system time,
+bringing time up at boot (calibration against the platform timer, the xen2 barrier),
+and the timers that fire on system time. What a fired timer does to domains is the
+PCPU loop's business: `due()` only says which fired."""
+from __future__ import annotations
+
+import time
+
+from smpxen.ipc import messages as M
+from smpxen.pcpu.timebase import CALIBRATE_WINDOW_NS, PLATFORM_SAMPLES, PercpuTimebase, Xen2Timebase
+from smpxen.pcpu.timers import TimerHeap
+from smpxen.shm.timeshared import SharedTime
+from smpxen.timekeeping.cycles import CycleCounter
+
+TICK_NS = 10_000_000          # Xen's per-CPU t_timer (and the PIT period)
+FALLBACK_NS = 500_000_000     # Xen's fallback_timer
+EPOCH_NS = 1_000_000_000      # percpu model: calibration against the platform timer
+
+
+class PcpuClock:
+    def __init__(self, pcpu, boot: dict):
+        self.pcpu = pcpu
+        clock = boot["clock"]
+        self.tsc = CycleCounter(clock["freq_hz"], clock["offset_cycles"], clock["drift_ppm"],
+                                origin_ns=boot["epoch_ns"])
+        self.model = boot["time_model"]
+        self.wallclock_ns = boot["wallclock_ns"]
+        self.shared_time = SharedTime(pcpu.ram, pcpu.layout, pcpu.locks)
+        tb = Xen2Timebase if self.model == "xen2" else PercpuTimebase
+        self.timebase = tb(self.read_tsc, self.shared_time)
+        self.timers = TimerHeap()
+        self.pit_host_deadline = None      # xen2 timer CPU: next platform (PIT) tick, host ns
+        self.tsc_synced = False            # xen2 AP: the boot CPU's barrier message arrived
+        self.platform_rtts: list[int] = []
+
+    def read_tsc(self) -> int:
+        """This PCPU's cycle counter (what rdtsc returns); it runs on host time."""
+        return self.tsc.read(time.monotonic_ns())
+
+    def now(self) -> int:
+        """System time in ns (Xen's NOW()) under the configured time model."""
+        return self.timebase.now()
+
+    def zero_tsc(self, _msg=None) -> None:
+        """The xen2 boot barrier: run in the watcher thread the moment the message lands."""
+        self.tsc.write(0, time.monotonic_ns())
+
+    def host_deadline(self, stime: int | None) -> int | None:
+        """When (host ns) system time on this PCPU reaches `stime`: the local timer
+        is programmed from the local clock, as Xen programs the APIC."""
+        if stime is None:
+            return self.pit_host_deadline
+        host = time.monotonic_ns() + max(0, stime - self.now())
+        if self.pit_host_deadline is not None:
+            host = min(host, self.pit_host_deadline)
+        return host
+
+    # ---- the platform timer (the machine process, over ZeroMQ) ----------------------
+    def platform_sample(self) -> tuple[int, int, int]:
+        """(TSC at the midpoint, platform ns, round trip in cycles) of the fastest of a
+        few platform-timer reads: the midpoint halves the latency error."""
+        pcpu = self.pcpu
+        best = None
+        for _ in range(PLATFORM_SAMPLES):
+            seq = pcpu.next_seq()
+            t0 = self.read_tsc()
+            pcpu.send_machine(M.PLATFORM_TIME_REQ, pcpu.index, seq)
+            platform_ns = pcpu.wait_reply(seq, 5.0, "the platform timer")
+            t1 = self.read_tsc()
+            if best is None or t1 - t0 < best[2]:
+                best = ((t0 + t1) // 2, platform_ns, t1 - t0)
+        self.platform_rtts.append(best[2])
+        return best
+
+    def calibrate_tsc(self) -> int:
+        """Cycles per second of this PCPU's counter, measured against the platform
+        timer over Xen 2.0's calibration window."""
+        tsc0, ns0, _ = self.platform_sample()
+        time.sleep(CALIBRATE_WINDOW_NS / 1e9)
+        tsc1, ns1, _ = self.platform_sample()
+        return (tsc1 - tsc0) * 1_000_000_000 // (ns1 - ns0)
+
+    # ---- boot ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Bring up system time under the configured model (before any domain runs)."""
+        pcpu = self.pcpu
+        rtc_sec = self.wallclock_ns // 1_000_000_000      # a CMOS RTC has whole seconds
+        if self.model == "xen2":
+            if pcpu.index == 0:
+                freq = self.calibrate_tsc()
+                for cpu in range(1, pcpu.nr_pcpus):        # the barrier: everyone zeroes now
+                    pcpu.send_ipi(cpu, M.IPI_TSC_SYNC)
+                self.zero_tsc()
+                self.timebase.boot(freq, rtc_sec, 0)
+                self.pit_host_deadline = time.monotonic_ns() + TICK_NS
+            else:
+                pcpu.serve_until(lambda: self.tsc_synced and self.shared_time.g.valid, 10.0,
+                                 "TSC synchronisation from the boot CPU")
+        else:
+            freq = self.calibrate_tsc()
+            tsc, platform_ns, _ = self.platform_sample()
+            self.timebase.boot(freq, tsc, platform_ns)
+            if pcpu.index == 0:
+                with self.shared_time.lock:
+                    self.shared_time.write(wc_base_sec=rtc_sec, wc_base_usec=0)
+        now = self.now()
+        self.timers.set("tick", now + TICK_NS)
+        self.timers.set("fallback", now + FALLBACK_NS)
+        if self.model == "percpu":
+            self.timers.set("calibrate", now + EPOCH_NS)
+
+    # ---- timers --------------------------------------------------------------------
+    def due(self) -> list:
+        """Run the clock's own timers (PIT stamp, calibration) and re-arm the periodic
+        ones; returns the keys whose action belongs to the PCPU: "tick", "fallback",
+        ("domain", domid)."""
+        host = time.monotonic_ns()
+        while self.pit_host_deadline is not None and host >= self.pit_host_deadline:
+            self.timebase.pit_tick(host - self.pit_host_deadline)
+            self.pit_host_deadline += TICK_NS
+        now = self.now()
+        fired = []
+        for key in self.timers.pop_due(now):
+            if key == "tick":
+                self.timers.set("tick", now + TICK_NS)
+            elif key == "fallback":
+                self.timers.set("fallback", now + FALLBACK_NS)
+            elif key == "calibrate":
+                tsc, platform_ns, _ = self.platform_sample()
+                self.timebase.calibrate(tsc, platform_ns)
+                self.timers.set("calibrate", self.now() + EPOCH_NS)
+                continue
+            fired.append(key)
+        return fired
+
+    def set_domain_timer(self, vcpu, deadline: int) -> None:
+        """set_timer_op: one-shot VIRQ_TIMER at absolute system time `deadline` in the
+        domain's view of time; 0 cancels."""
+        if deadline == 0:
+            self.timers.cancel(("domain", vcpu.domid))
+        else:
+            self.timers.set(("domain", vcpu.domid), deadline - vcpu.time_offset)
+
+    def describe(self) -> dict:
+        return dict(self.timebase.describe(), platform_rtt_cycles_min=min(self.platform_rtts, default=None))
