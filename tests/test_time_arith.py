@@ -107,7 +107,7 @@ def test_counter_write_backwards_reads_backwards_like_wrmsr():
 def test_counter_exposes_only_read_and_write():
     c = CycleCounter(3_000_000_000, offset=5, drift_ppm=42)
     assert [a for a in dir(c) if not a.startswith("_")] == ["read", "write"]
-    assert "42" not in repr(c) and "3000000000" not in repr(c)
+    assert repr(c) == f"<CycleCounter at {id(c):#x}>"     # nothing but its identity
 
 
 @pytest.mark.parametrize("freq,drift", [(0, 0), (-1, 0), (1_000_000, -1_000_000), (1e6, -2e6)])
