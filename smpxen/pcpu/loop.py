@@ -44,6 +44,10 @@ INITIAL_EFLAGS = x86.EFLAGS_IF | x86.EFLAGS_RESERVED1
 
 class Pcpu:
     EXIT_RESCHED = EXIT_RESCHED
+    # How long to wait for another process's answer before giving up. Generous: with
+    # 64 PCPU processes on 2 host cores a peer can be off the host CPU for seconds,
+    # and a PCPU that really died is noticed by the machine within 100 ms anyway.
+    PEER_TIMEOUT_S = 60.0
 
     def __init__(self, boot: dict):
         self.index = boot["index"]
@@ -153,12 +157,12 @@ class Pcpu:
                 self.zctx, endpoints.pcpu_endpoint(self.tag, target))
         return sock
 
-    def call_remote(self, target: int, function: str, args=(), timeout: float = 5.0):
+    def call_remote(self, target: int, function: str, args=(), timeout: float | None = None):
         """Run `function` on PCPU `target` and wait for its result, serving our own
         inbox meanwhile (the target may be calling us at the same time)."""
         seq = self.next_seq()
         self.send_ipi(target, M.IPI_CALL, seq, function, list(args))
-        return self.wait_reply(seq, timeout, f"pcpu{target} ({function})")
+        return self.wait_reply(seq, timeout or self.PEER_TIMEOUT_S, f"pcpu{target} ({function})")
 
     def next_seq(self) -> int:
         self._call_seq += 1
@@ -180,14 +184,15 @@ class Pcpu:
             self.watcher.wake.clear()
             self.handle_messages()
 
-    def call_remote_many(self, targets, function: str, args=(), timeout: float = 5.0) -> list:
+    def call_remote_many(self, targets, function: str, args=(), timeout: float | None = None) -> list:
         """Run `function` on several PCPUs at once: send every request first, then
         wait for all the replies (a multicast IPI, e.g. a TLB shootdown)."""
         seqs = []
         for target in targets:
             seqs.append(self.next_seq())
             self.send_ipi(target, M.IPI_CALL, seqs[-1], function, list(args))
-        return [self.wait_reply(seq, timeout, f"pcpu{t} ({function})") for seq, t in zip(seqs, targets)]
+        return [self.wait_reply(seq, timeout or self.PEER_TIMEOUT_S, f"pcpu{t} ({function})")
+                for seq, t in zip(seqs, targets)]
 
     REMOTE_FUNCTIONS = {"ping": lambda self: None, "mm_flush": remote_mm_flush,
                         "mm_revoke": remote_mm_revoke}
