@@ -550,3 +550,19 @@ def test_xen2_settime_consistent_with_wallclock_at(secs, usecs, stime, back):
     # to within the µs truncations of both directions.
     back_sec, back_usec = wallclock.wallclock_at(*wc, stime, base)
     assert abs((back_sec - secs) * 10**6 + back_usec - usecs) <= 1
+
+
+def test_pcpu_clock_never_goes_backwards_locally():
+    """Xen 2.0's global prev_now may be lowered by another CPU; a PCPU's NOW() still
+    never decreases (the scheduler's accounting relies on it)."""
+    from smpxen.pcpu.clock import PcpuClock
+
+    class FakeTimebase:
+        values = iter([100, 250, 200, 240, 300])
+
+        def now(self):
+            return next(self.values)
+    clock = PcpuClock.__new__(PcpuClock)
+    clock.timebase = FakeTimebase()
+    clock._last_now = 0
+    assert [clock.now() for _ in range(5)] == [100, 250, 250, 250, 300]

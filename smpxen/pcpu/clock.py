@@ -32,14 +32,22 @@ class PcpuClock:
         self.pit_host_deadline = None      # xen2 timer CPU: next platform (PIT) tick, host ns
         self.tsc_synced = False            # xen2 AP: the boot CPU's barrier message arrived
         self.platform_rtts: list[int] = []
+        self._last_now = 0
 
     def read_tsc(self) -> int:
         """This PCPU's cycle counter (what rdtsc returns); it runs on host time."""
         return self.tsc.read(time.monotonic_ns())
 
     def now(self) -> int:
-        """System time in ns (Xen's NOW()) under the configured time model."""
-        return self.timebase.now()
+        """System time in ns (Xen's NOW()) under the configured time model, never less
+        than this PCPU's previous reading. Xen 2.0's own guard, one unlocked global
+        prev_now, can be lowered by a PCPU whose counter lags (seen with 64 PCPUs:
+        586 us backwards), and the scheduler's accounting needs local monotonicity."""
+        now = self.timebase.now()
+        if now < self._last_now:
+            return self._last_now
+        self._last_now = now
+        return now
 
     def zero_tsc(self, _msg=None) -> None:
         """The xen2 boot barrier: run in the watcher thread the moment the message lands."""
