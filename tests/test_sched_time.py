@@ -49,6 +49,13 @@ def test_bvt_shares_follow_weights(tmp_path, no_leaks):
     doms = {d["name"]: d["cpu_time_ns"] for d in result.report["domains"]}
     total = sum(doms.values())
     assert total > 2e9
+    # BVT charges wall time. If the host kept the PCPU process off its CPUs for a good
+    # part of the run, whichever domain was current is charged for the stall and a
+    # 3 s window cannot show the weights: that is a host fact, not a scheduler one.
+    pcpu = result.report["pcpus"][0]
+    if pcpu["host_cpu_s"] < 0.75 * total / 1e9:
+        pytest.skip(f"host overloaded: the PCPU got {pcpu['host_cpu_s']:.2f} s of CPU "
+                    f"in {total / 1e9:.2f} s")
     weights = [1 / a for a in adv]
     for name, w in zip(("heavy", "middle", "light"), weights):
         expected = w / sum(weights)
