@@ -4,11 +4,7 @@
 # line must report -22; the read-only variants stay allowed ("_ro" lines, 0).
 
 guest_main:
-    mov esi, [start_info_ptr]
-    mov eax, [esi + 24]
-    sub eax, 0xC0000000
-    shr eax, 12
-    call pfn_to_mfn
+    call pt_base_mfn
     mov [l2_mfn], eax
     mov esi, [start_info_ptr]
     mov esi, [esi + 24]

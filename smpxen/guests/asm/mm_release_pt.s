@@ -3,11 +3,7 @@
 # be taken back with increase_reservation (1), which hands out a frame number.
 
 guest_main:
-    mov esi, [start_info_ptr]
-    mov eax, [esi + 24]
-    sub eax, 0xC0000000
-    shr eax, 12
-    call pfn_to_mfn
+    call pt_base_mfn
     mov [extent], eax
     call rp_decrease
     mov esi, t_l2

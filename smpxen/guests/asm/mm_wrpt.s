@@ -25,11 +25,7 @@ guest_main:
     mov esi, t_vmassist
     call report
 
-    mov esi, [start_info_ptr]
-    mov eax, [esi + 24]
-    sub eax, 0xC0000000
-    shr eax, 12
-    call pfn_to_mfn
+    call pt_base_mfn
     mov [l2_mfn], eax
     call first_free_pfn
     mov ebx, eax

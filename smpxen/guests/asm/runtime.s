@@ -611,14 +611,27 @@ pfn_to_mfn:
     pop esi
     ret
 
-# first_free_pfn -> EAX: the first frame after the bootstrap region (page tables,
-# start_info and stack follow the L2 at pt_base); nothing maps it at start of day.
-first_free_pfn:
-    push esi
+# pt_base_pfn -> EAX: the pseudo-physical frame of the bootstrap page directory
+# (start_info.pt_base is its virtual address in the linear bootstrap region).
+# Leaves ESI = start_info.
+pt_base_pfn:
     mov esi, [start_info_ptr]
     mov eax, [esi + 24]
     sub eax, 0xC0000000
     shr eax, 12
+    ret
+
+# pt_base_mfn -> EAX: the machine frame of the bootstrap page directory. Leaves
+# ESI = start_info.
+pt_base_mfn:
+    call pt_base_pfn
+    jmp pfn_to_mfn
+
+# first_free_pfn -> EAX: the first frame after the bootstrap region (page tables,
+# start_info and stack follow the L2 at pt_base); nothing maps it at start of day.
+first_free_pfn:
+    push esi
+    call pt_base_pfn
     add eax, [esi + 32]
     add eax, 2
     pop esi
