@@ -46,10 +46,6 @@ def test_pingpong_across_pcpus_loses_and_duplicates_nothing(tmp_path, no_leaks):
 
 
 @pytest.mark.timeout(60)
-# Open bug: about once in 15 full-suite runs the loopback guest counts 5001 events
-# for 5000 sends (no duplicate, none lost). The exact assertion stays; one rerun
-# keeps CI from failing on it while the cause is found (see the closing note).
-@pytest.mark.flaky(reruns=1)
 def test_loopback_channel_upcalls_on_hypercall_return(tmp_path, no_leaks):
     cfg = write_config(tmp_path, """
 [machine]

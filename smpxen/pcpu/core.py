@@ -26,6 +26,7 @@ from unicorn.unicorn_py3.arch.intel import HOOK_INSN_CPUID_CFUNC
 from unicorn.unicorn_py3.unicorn import HOOK_INTR_CFUNC, uccallback, uclib
 
 from smpxen.arch import x86
+from smpxen.pcpu.ucpatch import RegisterWriter, forbid_mid_instruction_exits
 from smpxen.shm.boot import PROBE_LOOP_INSTRUCTIONS, TRAMPOLINE_FRAME
 from smpxen.shm.layout import HV_EXIT_VA, HV_GDT_VA, HV_TRAMPOLINE_VA
 from smpxen.xen import arch_x86_32 as A
@@ -54,6 +55,7 @@ class CpuCore:
         self.stack_va = layout.stack_va(index)
         uc = self.uc = Uc(UC_ARCH_X86, UC_MODE_32)
         uc.mem_map_ptr(0, ram.size, UC_PROT_ALL, ram.address)
+        forbid_mid_instruction_exits(uc._uch)     # before any code is translated
         uc.reg_write(R.UC_X86_REG_GDTR, (0, HV_GDT_VA, GDT_LIMIT, 0))
         uc.reg_write(R.UC_X86_REG_CR3, layout.idle_pd_mfn << 12)
         uc.reg_write(R.UC_X86_REG_CR0, BOOT_CR0)
@@ -79,7 +81,7 @@ class CpuCore:
         h = self.uc._uch
         self._h = h
         self._c_read = uclib.uc_reg_read
-        self._c_write = uclib.uc_reg_write
+        self.write_reg = RegisterWriter(h)      # never uc_reg_write: see smpxen.pcpu.ucpatch
         self._c_read_batch = uclib.uc_reg_read_batch
         self._u32 = ctypes.c_uint32()
         self._u32_ref = ctypes.byref(self._u32)
@@ -93,10 +95,6 @@ class CpuCore:
         self._u32.value = 0          # 16-bit registers (selectors) fill only the low half
         self._c_read(self._h, reg, self._u32_ref)
         return self._u32.value
-
-    def write_reg(self, reg: int, value: int) -> None:
-        self._u32.value = value & 0xFFFFFFFF
-        self._c_write(self._h, reg, self._u32_ref)
 
     # ---- hooks -------------------------------------------------------------
     def _install_hooks(self) -> None:
@@ -167,7 +165,7 @@ class CpuCore:
         for off in candidates:
             self._fault_state_offset = off
             self.reset_fault_state()
-            uc.reg_write(R.UC_X86_REG_EIP, self.probes["probe_fault"])
+            self.write_reg(R.UC_X86_REG_EIP, self.probes["probe_fault"])
             again = self._run_probe(self.probes["probe_fault"])
             if again and again[0][0] == x86.PF:
                 uc.context_restore(self.ring0)

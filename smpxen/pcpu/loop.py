@@ -386,19 +386,14 @@ class Pcpu:
                 core.stop()
                 return
             # test_all_events on the way back to the guest: run_slice bounces to the
-            # event callback. Not here: after an EIP write inside this hook, a racing
-            # stop from the watcher can leave Unicorn's EIP stale while the guest runs
-            # on (measured: 1 in 10 such stops), and the next slice resumes wrongly.
+            # event callback.
             vd = self.current.shared.vcpu_data[0]
             if vd.evtchn_upcall_pending and not vd.evtchn_upcall_mask:
                 core.stop()
             return
         v = self.current
-        if v.thread.fast_trap == vector:
-            with self.watcher.stop_lock:   # see Watcher.stop_lock
-                if not self.watcher.stop_requested and \
-                        self.traps.fast_trap(v, vector, core.eip(), cpl):
-                    return    # direct system call: delivered without leaving the slice
+        if v.thread.fast_trap == vector and self.traps.fast_trap(v, vector, core.eip(), cpl):
+            return    # direct system call: delivered without leaving the slice
         self.exit = ("trap", vector, core.eip(), cpl)
         core.stop()
 
@@ -447,7 +442,6 @@ class Pcpu:
             self.resume_eip = self._upcall(self.resume_eip)     # test_all_events
             if v.ended:
                 return
-        w.stop_requested = False
         w.running = True
         if w.queue:
             w.running = False

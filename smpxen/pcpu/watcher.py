@@ -32,11 +32,6 @@ class Watcher(threading.Thread):
         self.deadline_ns = None      # host monotonic ns at which to stop the slice
         self.received = 0
         self._done = False
-        # A stop that races an EIP write inside the interrupt hook can leave EIP stale
-        # (probes/hook_eip_stop_race.py). The hook takes this lock to redirect EIP and
-        # does not redirect if a stop was already requested in this slice.
-        self.stop_lock = threading.Lock()
-        self.stop_requested = False
         # kind -> callable(msg) run in this thread on arrival, before queueing: for the
         # boot barrier, where a CPU spinning on the barrier reacts at once.
         self.immediate: dict = {}
@@ -68,9 +63,9 @@ class Watcher(threading.Thread):
                     if 0 < left < POLL_MS * 1_000_000:
                         time.sleep(left / 1e9)
                 if self.queue or (deadline is not None and self.clock_ns() >= deadline):
-                    with self.stop_lock:
-                        self.stop_requested = True
-                        self.stop_core()
+                    # Safe at any moment: the core takes a stop only at the start of
+                    # a translation block (smpxen.pcpu.ucpatch).
+                    self.stop_core()
 
     def close(self) -> None:
         self._done = True

@@ -241,8 +241,8 @@ self_id: .long 0
 peer_id: .long 0
 count: .long 0
 cyc_per_us: .long 0
-send_port: .long 0
-recv_port: .long 0
+send_port: .long -1
+recv_port: .long -1            # no port yet: port 0 (VIRQ_MISDIRECT) may fire before we bind
 outstanding: .long 0
 received: .long 0
 duplicates: .long 0

@@ -214,7 +214,9 @@ map_shared_info:
 # xen_time(ESI = mapped shared_info) -> EDX:EAX = system time in ns, as XenLinux 2.0
 # computes it: a consistent copy of the time fields (retry while the two version
 # counters differ), then system_time + the microseconds since tsc_timestamp by this
-# CPU's rdtsc (negative deltas clamp to 0), using cpu_freq's quotient.
+# CPU's rdtsc (negative deltas clamp to 0), using cpu_freq's quotient; then XenLinux's
+# "up to date" test: if time_version2 moved since the copy, the domain was scheduled
+# in again meanwhile (maybe on another PCPU, whose counter the rdtsc read), so redo.
 xen_time:
     push ebx
     push ecx
@@ -253,6 +255,8 @@ xen_time_pos:
     mul ecx
     add eax, [xt_stime_lo]
     adc edx, [xt_stime_hi]
+    cmp ebp, [esi + SI_TIME_VERSION2]
+    jne xen_time_retry
     pop ebp
     pop edi
     pop ecx
