@@ -25,10 +25,12 @@ MIGRATE = "migrate"            # [kind, MACHINE, domid, target pcpu]: move a dom
 IPI_EVENT_CHECK = "ipi_event_check"    # [kind, src]: look for work (events, wakeups)
 IPI_CALL = "ipi_call"                  # [kind, src, seq, function, args]: remote call
 IPI_REPLY = "ipi_reply"                # [kind, src, seq, result]
+IPI_FAILED = "ipi_failed"              # [kind, src, seq, reason]: the remote call raised
 IPI_TSC_SYNC = "ipi_tsc_sync"          # [kind, 0]: boot CPU to the others: zero your cycle counter now
 IPI_MIGRATE = "ipi_migrate"            # [kind, src, payload]: adopt this domain (pcpu/migration.py)
 IPI_EVTCHN_SET = "ipi_evtchn_set"      # [kind, src, domid, port]: set this port pending (you own the domain)
-IPI_KINDS = frozenset({IPI_EVENT_CHECK, IPI_CALL, IPI_REPLY, IPI_TSC_SYNC, IPI_EVTCHN_SET, IPI_MIGRATE})
+IPI_KINDS = frozenset({IPI_EVENT_CHECK, IPI_CALL, IPI_REPLY, IPI_FAILED, IPI_TSC_SYNC, IPI_EVTCHN_SET,
+                       IPI_MIGRATE})
 
 
 def encode(*parts) -> bytes:

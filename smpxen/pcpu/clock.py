@@ -73,7 +73,7 @@ class PcpuClock:
             seq = pcpu.next_seq()
             t0 = self.read_tsc()
             pcpu.send_machine(M.PLATFORM_TIME_REQ, pcpu.index, seq)
-            platform_ns = pcpu.wait_reply(seq, pcpu.PEER_TIMEOUT_S, "the platform timer")
+            platform_ns = pcpu.wait_reply(seq, "the platform timer")
             t1 = self.read_tsc()
             if best is None or t1 - t0 < best[2]:
                 best = ((t0 + t1) // 2, platform_ns, t1 - t0)
@@ -102,7 +102,7 @@ class PcpuClock:
                 self.timebase.boot(freq, rtc_sec, 0)
                 self.pit_host_deadline = time.monotonic_ns() + TICK_NS
             else:
-                pcpu.serve_until(lambda: self.tsc_synced and self.shared_time.g.valid, pcpu.PEER_TIMEOUT_S,
+                pcpu.serve_until(lambda: self.tsc_synced and self.shared_time.g.valid,
                                  "TSC synchronisation from the boot CPU")
         else:
             freq = self.calibrate_tsc()

@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import resource
 import statistics
+import sys
 import time
+import traceback
 
 import psutil
 import zmq
@@ -33,21 +35,38 @@ from smpxen.shm.layout import Layout
 from smpxen.shm.locks import Locks
 from smpxen.shm.ram import MachineRAM
 from smpxen.xen import arch_x86_32 as A
-from smpxen.xen.hypercall import HYPERCALL_VECTOR
+from smpxen.xen.hypercall import HYPERCALL_VECTOR, NR_HYPERCALLS, name as hypercall_name
 from smpxen.xen.structs import SharedInfo
 from smpxen.xen.xen import SHUTDOWN_NAMES, VIRQ_DOM_EXC, VIRQ_TIMER
 
 EXIT_RESCHED = "resched"
 PING_COUNT = 32
 INITIAL_EFLAGS = x86.EFLAGS_IF | x86.EFLAGS_RESERVED1
+# A wait on another process has no deadline: with many PCPU processes on few host
+# cores a peer can be off the CPU for seconds, and a PCPU that really died is the
+# machine's to notice (it then halts everyone, which ends the wait). A long wait is
+# only reported, every WAIT_NOTE_S seconds.
+WAIT_NOTE_S = 10.0
+TRACEBACK_FRAMES = 4
+
+
+class MachineHalting(BaseException):
+    """The machine told this PCPU to halt while it waited for a peer. A BaseException
+    so it unwinds a hypercall past the containment that catches Exception."""
+
+
+class RemoteCallFailed(Exception):
+    """The function another PCPU ran for us raised (its message is the reason)."""
+
+
+def error_detail(what: str, exc: BaseException) -> str:
+    """One line saying what failed, then the innermost frames of the traceback."""
+    frames = traceback.format_tb(exc.__traceback__)[-TRACEBACK_FRAMES:]
+    return f"hypervisor error in {what}: {type(exc).__name__}: {exc}\n" + "".join(frames).rstrip()
 
 
 class Pcpu:
     EXIT_RESCHED = EXIT_RESCHED
-    # How long to wait for another process's answer before giving up. Generous: with
-    # 64 PCPU processes on 2 host cores a peer can be off the host CPU for seconds,
-    # and a PCPU that really died is noticed by the machine within 100 ms anyway.
-    PEER_TIMEOUT_S = 60.0
 
     def __init__(self, boot: dict):
         self.index = boot["index"]
@@ -74,6 +93,7 @@ class Pcpu:
         self.vcpus: dict[int, Vcpu] = {}
         self.current: Vcpu | None = None
         self.resume_eip = 0
+        self._hypercall_nr = None               # the hypercall the hook is running, if any
         self.exit = None
         self.halted = False
         self.started = False
@@ -91,6 +111,7 @@ class Pcpu:
         self.ipi_rtt_us: list[float] = []
         self._call_seq = 0
         self._replies: dict[int, object] = {}
+        self._failures: dict[int, str] = {}      # seq -> why the remote call raised
         self._ended_cpu_time: dict[int, int] = {}
         self.migrated_out: dict[int, int] = {}
         self.pending_migrations: list = []      # (domid, target), done between slices
@@ -157,48 +178,59 @@ class Pcpu:
                 self.zctx, endpoints.pcpu_endpoint(self.tag, target))
         return sock
 
-    def call_remote(self, target: int, function: str, args=(), timeout: float | None = None):
+    def call_remote(self, target: int, function: str, args=()):
         """Run `function` on PCPU `target` and wait for its result, serving our own
-        inbox meanwhile (the target may be calling us at the same time)."""
+        inbox meanwhile (the target may be calling us at the same time). Raises
+        RemoteCallFailed if the function raised there."""
         seq = self.next_seq()
         self.send_ipi(target, M.IPI_CALL, seq, function, list(args))
-        return self.wait_reply(seq, timeout or self.PEER_TIMEOUT_S, f"pcpu{target} ({function})")
+        return self.wait_reply(seq, f"pcpu{target} ({function})")
 
     def next_seq(self) -> int:
         self._call_seq += 1
         return self._call_seq
 
-    def wait_reply(self, seq: int, timeout: float, what: str):
-        self.serve_until(lambda: seq in self._replies, timeout, f"an answer from {what}")
+    def wait_reply(self, seq: int, what: str):
+        self.serve_until(lambda: seq in self._replies or seq in self._failures, f"an answer from {what}")
+        if seq in self._failures:
+            raise RemoteCallFailed(f"{what}: {self._failures.pop(seq)}")
         return self._replies.pop(seq)
 
-    def serve_until(self, condition, timeout: float, what: str) -> None:
+    def serve_until(self, condition, what: str) -> None:
         """Handle incoming messages until condition() holds (others may be waiting on
-        us at the same time, so we keep serving them)."""
-        give_up = time.monotonic() + timeout
+        us at the same time, so we keep serving them). No deadline (WAIT_NOTE_S);
+        a HALT from the machine ends the wait with MachineHalting."""
+        started = time.monotonic()
+        note_at = started + WAIT_NOTE_S
         while not condition():
-            if time.monotonic() > give_up:
-                raise TimeoutError(f"no {what} within {timeout:g} s")
+            if self.halted:
+                raise MachineHalting(what)
             if not self.watcher.queue:
                 self.watcher.wake.wait(0.05)
             self.watcher.wake.clear()
             self.handle_messages()
+            now = time.monotonic()
+            if now >= note_at:
+                sys.stderr.write(f"smpxen pcpu{self.index}: still waiting for {what} "
+                                 f"after {now - started:.0f} s\n")
+                note_at = now + WAIT_NOTE_S
 
-    def call_remote_many(self, targets, function: str, args=(), timeout: float | None = None) -> list:
+    def call_remote_many(self, targets, function: str, args=()) -> list:
         """Run `function` on several PCPUs at once: send every request first, then
         wait for all the replies (a multicast IPI, e.g. a TLB shootdown)."""
         seqs = []
         for target in targets:
             seqs.append(self.next_seq())
             self.send_ipi(target, M.IPI_CALL, seqs[-1], function, list(args))
-        return [self.wait_reply(seq, timeout or self.PEER_TIMEOUT_S, f"pcpu{t} ({function})")
-                for seq, t in zip(seqs, targets)]
+        return [self.wait_reply(seq, f"pcpu{t} ({function})") for seq, t in zip(seqs, targets)]
 
     REMOTE_FUNCTIONS = {"ping": lambda self: None, "mm_flush": remote_mm_flush,
                         "mm_revoke": remote_mm_revoke}
 
     # Messages that need this PCPU's scheduler wait until its time and scheduler run.
     NEEDS_SCHEDULER = frozenset({M.IPI_EVTCHN_SET, M.IPI_MIGRATE})
+    # Messages about one domain: an error while acting on one crashes that domain.
+    DOMAIN_OF = {M.IPI_EVTCHN_SET: lambda msg: msg[2], M.IPI_MIGRATE: lambda msg: msg[2]["domid"]}
 
     def handle_messages(self) -> None:
         queue = self.watcher.queue
@@ -207,41 +239,65 @@ class Pcpu:
             self._early = []
         while queue:
             msg = queue.popleft()
-            kind, src = msg[0], msg[1]
+            kind = msg[0]
             if self.sched is None and kind in self.NEEDS_SCHEDULER:
                 self._early.append(msg)
                 continue
             if kind in M.IPI_KINDS:
                 got = self.counts["ipis_received"]
                 got[kind] = got.get(kind, 0) + 1
-            if kind == M.IPI_CALL:
-                seq, function, args = msg[2], msg[3], msg[4]
-                fn = self.REMOTE_FUNCTIONS.get(function) or domctl.REMOTE[function]
-                result = fn(self, *args)
-                if seq:                    # seq 0: the caller does not wait for a result
-                    self.send_ipi(src, M.IPI_REPLY, seq, result)
-            elif kind == M.IPI_REPLY or kind == M.PLATFORM_TIME:
-                self._replies[msg[2]] = msg[3]
-            elif kind == M.IPI_TSC_SYNC:
-                self.clock.tsc_synced = True     # zeroed on arrival (watcher thread)
-            elif kind == M.IPI_EVTCHN_SET:
-                self.events.on_ipi(msg[2], msg[3])
-            elif kind == M.IPI_EVENT_CHECK:
-                pass   # waking up was the point
-            elif kind == M.IPI_MIGRATE:
-                migration.migrate_in(self, msg[2])
-            elif kind == M.MIGRATE:
-                self.pending_migrations.append((msg[2], msg[3]))
-            elif kind == M.TIME_PROBE:
-                if self.sched is not None:          # only once time is running
-                    self.send_machine(M.TIME_SAMPLE, self.index, msg[2], self.clock.timebase.raw_now(),
-                                      time.monotonic_ns())
-            elif kind == M.START:
-                self._start(msg[2])
-            elif kind == M.HALT:
-                self.halted = True
-            else:
-                raise RuntimeError(f"unexpected message {kind!r} from {src}")
+            try:
+                self._handle_message(msg)
+            except Exception as e:       # MachineHalting is not caught: it ends the PCPU
+                self._message_failed(msg, e)
+
+    def _message_failed(self, msg, exc: Exception) -> None:
+        """Contain an error met while acting on a message: a remote call answers with
+        the reason (the caller's hypercall then fails), a message about one of our
+        domains crashes that domain; anything else is this PCPU's own bug."""
+        kind = msg[0]
+        if kind == M.IPI_CALL:
+            if msg[2]:
+                self.send_ipi(msg[1], M.IPI_FAILED, msg[2], f"{type(exc).__name__}: {exc}")
+            return
+        domain_of = self.DOMAIN_OF.get(kind)
+        v = self.vcpus.get(domain_of(msg)) if domain_of else None
+        if v is None:
+            raise exc
+        self.end_domain(v, "crashed", -1, error_detail(f"message {kind}", exc))
+
+    def _handle_message(self, msg) -> None:
+        kind, src = msg[0], msg[1]
+        if kind == M.IPI_CALL:
+            seq, function, args = msg[2], msg[3], msg[4]
+            fn = self.REMOTE_FUNCTIONS.get(function) or domctl.REMOTE[function]
+            result = fn(self, *args)
+            if seq:                    # seq 0: the caller does not wait for a result
+                self.send_ipi(src, M.IPI_REPLY, seq, result)
+        elif kind == M.IPI_REPLY or kind == M.PLATFORM_TIME:
+            self._replies[msg[2]] = msg[3]
+        elif kind == M.IPI_FAILED:
+            self._failures[msg[2]] = msg[3]
+        elif kind == M.IPI_TSC_SYNC:
+            self.clock.tsc_synced = True     # zeroed on arrival (watcher thread)
+        elif kind == M.IPI_EVTCHN_SET:
+            self.events.on_ipi(msg[2], msg[3])
+        elif kind == M.IPI_EVENT_CHECK:
+            pass   # waking up was the point
+        elif kind == M.IPI_MIGRATE:
+            migration.migrate_in(self, msg[2])
+        elif kind == M.MIGRATE:
+            self.pending_migrations.append((msg[2], msg[3]))
+        elif kind == M.TIME_PROBE:
+            if self.sched is not None:          # only once time is running
+                self.send_machine(M.TIME_SAMPLE, self.index, msg[2], self.clock.timebase.raw_now(),
+                                  time.monotonic_ns())
+        elif kind == M.START:
+            self._start(msg[2])
+        elif kind == M.HALT:
+            self.halted = True
+        else:
+            raise RuntimeError(f"unexpected message {kind!r} from {src}")
 
     # ---- domains ---------------------------------------------------------------
     def _start(self, spec: dict) -> None:
@@ -375,10 +431,23 @@ class Pcpu:
 
     # ---- the hook ------------------------------------------------------------------
     def _on_interrupt(self, vector: int) -> None:
+        """The hook. An error in hypervisor code run for the guest (a hypercall, the
+        fast trap) crashes that domain, as Xen's domain_crash; the PCPU goes on."""
+        try:
+            self._interrupt(vector)
+        except Exception as e:
+            what = (f"hypercall {hypercall_name(self._hypercall_nr)}" if self._hypercall_nr is not None
+                    else f"interrupt {vector:#x}")
+            self.end_domain(self.current, "crashed", -1, error_detail(what, e))
+            self.core.stop()
+
+    def _interrupt(self, vector: int) -> None:
         core = self.core
         cpl = core.cpl()
+        self._hypercall_nr = None
         if vector == HYPERCALL_VECTOR and cpl == 1:
             args = core.hypercall_args()
+            self._hypercall_nr = args[0] & (NR_HYPERCALLS - 1)
             self.counts["hypercalls"] += 1
             self.current.hypercalls += 1
             core.set_result(do_hypercall(self.hv, *args))
@@ -397,16 +466,25 @@ class Pcpu:
         self.exit = ("trap", vector, core.eip(), cpl)
         core.stop()
 
-    def _upcall(self, eip: int) -> int:
-        """Deliver a pending upcall to the current domain over the context at `eip`
-        (inside the hook or between slices); returns where to resume."""
+    def _for_domain(self, v: Vcpu, what: str, fn, *args) -> None:
+        """Run hypervisor code on behalf of domain v: an error in it crashes v (with
+        the reason and where), not the PCPU."""
+        try:
+            fn(*args)
+        except Exception as e:
+            self.end_domain(v, "crashed", -1, error_detail(what, e))
+
+    def _upcall(self) -> None:
+        """Deliver a pending upcall to the current domain over its context at the
+        resume point (between slices)."""
         v = self.current
         try:
-            start = self.events.deliver_upcall(v, self.traps.context(eip))
+            start = self.events.deliver_upcall(v, self.traps.context(self.resume_eip))
         except BounceError as e:
             self.end_domain(v, "crashed", -1, f"event upcall: {e}")
-            return eip
-        return eip if start is None else start
+            return
+        if start is not None:
+            self.resume_eip = start
 
     def _handle_trap(self, vector: int, eip: int, cpl: int) -> None:
         """A fault or `int n` the hook did not consume: the memory code sees page
@@ -439,7 +517,7 @@ class Pcpu:
         w.deadline_ns = self.clock.host_deadline(self.next_deadline())
         vd = v.shared.vcpu_data[0]
         if vd.evtchn_upcall_pending and not vd.evtchn_upcall_mask and self.core.cpl() != 0:
-            self.resume_eip = self._upcall(self.resume_eip)     # test_all_events
+            self._for_domain(v, "event upcall", self._upcall)     # test_all_events
             if v.ended:
                 return
         w.running = True
@@ -461,13 +539,20 @@ class Pcpu:
         if ex is None or ex == EXIT_RESCHED:
             return
         if ex[0] == "trap":
-            self._handle_trap(*ex[1:])
+            self._for_domain(v, f"trap {ex[1]:#x}", self._handle_trap, *ex[1:])
         elif ex[0] == "error":
             self.end_domain(v, "crashed", -1, f"emulation error at eip {self.resume_eip:#010x}: {ex[1]}")
 
     def serve(self) -> None:
         self.watcher.start()
         self.send_machine(M.ONLINE, self.index, os.getpid())
+        try:
+            self._serve()
+        except MachineHalting:
+            pass                # halted while waiting for a peer: report and stop
+        self.send_machine(M.STATS, self.index, self.stats())
+
+    def _serve(self) -> None:
         w = self.watcher
         while not self.halted:
             self.handle_messages()
@@ -492,7 +577,6 @@ class Pcpu:
                 w.wake.clear()
                 continue
             self.run_slice()
-        self.send_machine(M.STATS, self.index, self.stats())
 
     def stats(self) -> dict:
         proc = psutil.Process()
