@@ -145,3 +145,32 @@ def test_faulting_entry_without_failsafe_callback_crashes(tmp_path, no_leaks):
     assert d["ended"]["how"] == "crashed"
     assert "no failsafe callback" in d["ended"]["detail"]
     assert "failsafe_count" not in console_values(d)
+
+
+@pytest.mark.timeout(90)
+def test_pingpong_with_a_peer_migrating_every_few_ms_completes_every_round(tmp_path, no_leaks):
+    # Events sent while the mover is in flight between PCPUs (some reach the target
+    # before the domain does) must wake it on arrival: it blocks between rounds.
+    rounds = 5000
+    cfg = write_config(tmp_path, f"""
+[machine]
+cpus = 3
+memory_mib = 32
+[dom0]
+kernel = "evtchn_pingpong"
+cpu = 0
+cmdline = "self={{domid}} peer=1 count={rounds}"
+[[domain]]
+name = "mover"
+kernel = "evtchn_pingpong"
+cpu = 1
+cmdline = "self={{domid}} peer=0 count={rounds}"
+""")
+    result = run_up("--config", cfg, "--quiet", "--migrate", "mover:3", "--timeout", "80",
+                    report_dir=tmp_path, timeout=90)
+    assert result.status == 0, result.stderr
+    for name in ("dom0", "mover"):
+        v = console_values(result.domain(name))
+        assert (v["received"], v["duplicates"], v["lost"], v["rounds"]) == (rounds, 0, 0, rounds), (name, v)
+    assert result.report["migrations"]["mover"] >= 50
+    assert result.domain("mover")["pcpus_ran_on"] == [0, 1, 2]

@@ -24,6 +24,13 @@ from smpxen.ipc import messages as M
 from smpxen.sched.core import Action
 
 
+def event_pending(shared) -> bool:
+    """Xen's event_pending(): an upcall is pending and not masked, so the domain has
+    an event to take (it must not stay blocked, and returning to it delivers one)."""
+    vd = shared.vcpu_data[0]
+    return bool(vd.evtchn_upcall_pending and not vd.evtchn_upcall_mask)
+
+
 def evtchn_set_pending(shared, port: int) -> bool:
     """Xen's evtchn_set_pending (xen/include/xen/event.h), strict order: pending
     bit; then, only if it was clear and the port is unmasked, the selector bit;
@@ -96,13 +103,12 @@ class EventDelivery:
         (eip, cs, eflags, esp, ss). Returns the new resume address or None.
         A domain that registered no event callback keeps its events pending (Xen
         would jump to address 0); it can still poll or block on them."""
-        vd = v.shared.vcpu_data[0]
-        if vd.evtchn_upcall_mask or not vd.evtchn_upcall_pending:
+        if not event_pending(v.shared):
             return None
         t = v.thread
         if t.event_address == 0:
             return None
-        vd.evtchn_upcall_mask = 1
+        v.shared.vcpu_data[0].evtchn_upcall_mask = 1
         self.counts["upcalls"] += 1
         return self.pcpu.traps.bounce_to(v, t.event_cs, t.event_address, context)
 

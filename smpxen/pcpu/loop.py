@@ -18,7 +18,7 @@ from smpxen.hv.guestmem import GuestMemory
 from smpxen.ipc import endpoints, messages as M
 from smpxen.pcpu.bounce import BounceError, GuestTraps
 from smpxen.pcpu.core import CpuCore, UcError
-from smpxen.pcpu.events import EventDelivery
+from smpxen.pcpu.events import EventDelivery, event_pending
 from smpxen.pcpu import domctl, migration
 from smpxen.pcpu.hvctx import HvContext
 from smpxen.pcpu.mmu import PcpuMM, remote_mm_flush, remote_mm_revoke
@@ -394,7 +394,7 @@ class Pcpu:
     def reschedule(self) -> None:
         now = self.now()
         prev = self.current
-        nxt_id, _deadline = self.sched.schedule(now, self._event_pending)
+        nxt_id, _deadline = self.sched.schedule(now, self.event_pending)
         nxt = self.vcpus.get(nxt_id) if nxt_id is not None else None
         if nxt is not prev:
             self._switch_to(nxt)
@@ -424,10 +424,8 @@ class Pcpu:
             if not migration.migrate_out(self, domid, target):
                 self.send_machine(M.MIGRATE_FAILED, self.index, domid, target)
 
-    def _event_pending(self, domid: int) -> bool:
-        v = self.vcpus[domid]
-        vd = v.shared.vcpu_data[0]
-        return bool(vd.evtchn_upcall_pending and not vd.evtchn_upcall_mask)
+    def event_pending(self, domid: int) -> bool:
+        return event_pending(self.vcpus[domid].shared)
 
     # ---- the hook ------------------------------------------------------------------
     def _on_interrupt(self, vector: int) -> None:
@@ -456,8 +454,7 @@ class Pcpu:
                 return
             # test_all_events on the way back to the guest: run_slice bounces to the
             # event callback.
-            vd = self.current.shared.vcpu_data[0]
-            if vd.evtchn_upcall_pending and not vd.evtchn_upcall_mask:
+            if event_pending(self.current.shared):
                 core.stop()
             return
         v = self.current
@@ -515,8 +512,7 @@ class Pcpu:
         w = self.watcher
         self.exit = None
         w.deadline_ns = self.clock.host_deadline(self.next_deadline())
-        vd = v.shared.vcpu_data[0]
-        if vd.evtchn_upcall_pending and not vd.evtchn_upcall_mask and self.core.cpl() != 0:
+        if event_pending(v.shared) and self.core.cpl() != 0:
             self._for_domain(v, "event upcall", self._upcall)     # test_all_events
             if v.ended:
                 return

@@ -66,5 +66,10 @@ def migrate_in(pcpu, payload: dict) -> None:
     if pcpu.clock.model == "percpu":
         v.time_offset = max(0, payload["time_view"] - now)
     pcpu.sched.migrate_in(domid, now, payload["sched"])
+    # Events set while it was in flight (some reach us before this IPI and are written
+    # straight into its shared_info) must wake it: blocked with an event pending it
+    # would otherwise sleep for good, since later sends to a pending port wake nobody.
+    if pcpu.event_pending(domid):
+        pcpu.sched.unblock(domid, now)
     if payload["timer"] is not None:        # re-expressed from the source's clock to ours
         pcpu.clock.timers.set(("domain", domid), payload["timer"] + payload["time_offset"] - v.time_offset)
