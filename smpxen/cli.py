@@ -51,11 +51,15 @@ def up(cpus, config_path, report, timeout, quiet, probe_time_ms, migrate, status
     from smpxen.config import ConfigError, load_config
     from smpxen.guests.assemble import bundled_guest_names
     from smpxen.machine.machine import Machine, MachineError, RunOptions
-    from smpxen.shm.layout import Layout
+    from smpxen.domain.builder import DOMAIN_EXTRA_FRAMES
+    from smpxen.shm.layout import MAX_DOMAINS, Layout
+    from smpxen.xen.arch_x86_32 import PAGE_SIZE
     path = config_path or _default_config()
     try:
         cfg = load_config(path, cpus=cpus, bundled_guests=bundled_guest_names(),
-                          reserve_bytes=Layout.reserve_bytes)
+                          reserve_bytes=Layout.reserve_bytes,
+                          domain_overhead_bytes=DOMAIN_EXTRA_FRAMES * PAGE_SIZE,
+                          max_domains=MAX_DOMAINS)
     except ConfigError as e:
         click.echo(f"smpxen: {e}", err=True)
         sys.exit(2)

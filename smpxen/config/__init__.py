@@ -17,7 +17,14 @@ The schema is documented in configs/default.toml; in short:
     [dom0]         name, kernel, memory_mib, cpu, cmdline   (privileged, optional)
     [[domain]]     name, kernel, memory_mib, cpu, count, cmdline
 
-Only the stdlib is used (tomllib, dataclasses).
+Limits are the machine's real ones, each stated with its reason where it is
+checked: a config that loads is one the machine can build and run (the domain
+table, the free pool after the hypervisor's reservation, the time code's counter
+range). Kernel images are checked by the machine (smpxen.machine.images) before
+it creates anything.
+
+Only the stdlib is used (tomllib, dataclasses), plus the size of the shared
+domain table (smpxen.shm.layout.MAX_DOMAINS).
 """
 from __future__ import annotations
 
@@ -30,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from smpxen.shm.layout import MAX_DOMAINS
+
 __all__ = [
     "load_config",
     "ConfigError",
@@ -41,6 +50,10 @@ __all__ = [
     "MAX_CPUS",
     "MAX_CMDLINE",
     "MAX_DOMID",
+    "MAX_DOMAINS",
+    "MIN_FREQ_MHZ",
+    "MAX_FREQ_MHZ",
+    "MAX_OFFSET_CYCLES",
     "TIME_MODELS",
     "CONSOLE_IO_MODES",
     "SCHEDULERS",
@@ -52,7 +65,20 @@ MIB = 1 << 20
 MIN_CPUS, MAX_CPUS = 1, 64
 MACHINE_MEMORY_MIB = (8, 4096)
 DOMAIN_MEMORY_MIB = (1, 1024)
+# A sanity range, not a failure point: the time code copes with more, real crystals
+# stay within about +-100 ppm.
 MAX_DRIFT_PPM = 1000.0
+# The cycle counter's frequency. Below: guests derive cpu_khz = cpu_freq / 1000 and
+# divide (1000 << 32) by it, which faults (#DE) unless cpu_khz > 1000; what they
+# get is the calibrated frequency, not the configured one, hence the margin. Above: XenLinux-style guests extrapolate time from the
+# low 32 bits of the counter as a signed delta, so 2^31 cycles must outlast the
+# gaps between the hypervisor's time updates (a 10 ms tick, later when the host
+# is busy): 20 GHz gives 107 ms (at 100 GHz, 21 ms, guests saw time go back).
+MIN_FREQ_MHZ, MAX_FREQ_MHZ = 2.0, 20_000.0
+FREQ_WHY = ("MHz; guests divide by cpu_khz, which must exceed 1000, and extrapolate time "
+            "over at most 2^31 cycles, 107 ms at 20 GHz")
+# The counter is 64 bits wide (it wraps there; the time code handles the wrap).
+MAX_OFFSET_CYCLES = (1 << 64) - 1
 # start_info.cmd_line is u8[MAX_CMDLINE] (xen.h), NUL-terminated: 255 usable bytes.
 MAX_CMDLINE = 256
 # Largest ordinary domain id: DOMID_FIRST_RESERVED (0x7FF0) - 1.  Used to bound
@@ -258,11 +284,22 @@ def _show(value: Any) -> str:
     return f"{r} ({tname})"
 
 
-def _fmt_mib(nbytes: int | float) -> str:
-    mib = nbytes / MIB
-    if mib == int(mib):
-        return f"{int(mib)} MiB"
-    return f"{mib:.2f} MiB"
+def _short(value: Any) -> str:
+    """A number or string for a message, truncated (TOML integers can have thousands
+    of digits)."""
+    r = str(value)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+def _fmt_size(nbytes: int) -> str:
+    return f"{nbytes >> 10} KiB" if nbytes < MIB and nbytes % 1024 == 0 else _fmt_mib(nbytes)
+
+
+def _fmt_mib(nbytes: int) -> str:
+    whole, rest = divmod(nbytes, MIB)
+    if whole >= 10**15:      # a count of thousands of digits: too big for float or str()
+        return "more than 10^15 MiB"
+    return f"{whole} MiB" if rest == 0 else f"{nbytes / MIB:.2f} MiB"
 
 
 class _Checker:
@@ -283,30 +320,32 @@ class _Checker:
                 raise self.error(_join(key, k), f"unknown key (known: {', '.join(known)})")
         return value
 
-    def integer(self, value: Any, key: str, lo: int | None = None, hi: int | None = None) -> int:
+    def integer(self, value: Any, key: str, lo: int | None = None, hi: int | None = None,
+                why: str = "") -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.error(key, f"expected an integer, got {_show(value)}")
-        self._range(value, key, lo, hi)
+        self._range(value, key, lo, hi, why)
         return value
 
     def number(self, value: Any, key: str, lo: float | None = None, hi: float | None = None,
-               *, positive: bool = False) -> float:
+               *, positive: bool = False, why: str = "") -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.error(key, f"expected a number, got {_show(value)}")
         if isinstance(value, float) and not math.isfinite(value):
             raise self.error(key, f"expected a finite number, got {_show(value)}")
         if positive and not value > 0:
-            raise self.error(key, f"must be greater than 0, got {value}")
-        self._range(value, key, lo, hi)
+            raise self.error(key, f"must be greater than 0, got {_short(value)}")
+        self._range(value, key, lo, hi, why)
         return float(value)
 
-    def _range(self, value, key, lo, hi) -> None:
+    def _range(self, value, key, lo, hi, why: str = "") -> None:
+        why = f" ({why})" if why else ""
         if lo is not None and hi is not None and not lo <= value <= hi:
-            raise self.error(key, f"must be between {lo} and {hi}, got {value}")
+            raise self.error(key, f"must be between {lo} and {hi}, got {_short(value)}{why}")
         if lo is not None and value < lo:
-            raise self.error(key, f"must be at least {lo}, got {value}")
+            raise self.error(key, f"must be at least {lo}, got {_short(value)}{why}")
         if hi is not None and value > hi:
-            raise self.error(key, f"must be at most {hi}, got {value}")
+            raise self.error(key, f"must be at most {hi}, got {_short(value)}{why}")
 
     def string(self, value: Any, key: str, *, nonempty: bool = False) -> str:
         if not isinstance(value, str):
@@ -355,6 +394,8 @@ def load_config(
     cpus: int | None = None,
     bundled_guests: Iterable[str] = frozenset(),
     reserve_bytes: Callable[[int, int], int] | None = None,
+    domain_overhead_bytes: int = 0,
+    max_domains: int = MAX_DOMAINS,
 ) -> MachineConfig:
     """Load and validate a machine config.
 
@@ -362,6 +403,9 @@ def load_config(
     bundled_guests -- names a bare ``kernel = "name"`` may refer to.
     reserve_bytes  -- callable (cpus, memory_bytes) -> bytes the hypervisor keeps
                       for itself; domain memory must fit in the rest.  None: 0.
+    domain_overhead_bytes -- what building a domain takes from the free pool
+                      besides its memory (smpxen.domain.builder.DOMAIN_EXTRA_FRAMES).
+    max_domains    -- slots in the hypervisor's domain table, dom0 included.
     """
     file = str(path)
     ck = _Checker(file)
@@ -374,6 +418,8 @@ def load_config(
         raise ck.error(None, "is a directory, not a config file") from None
     except OSError as e:
         raise ck.error(None, f"cannot read: {e.strerror or e}") from None
+    except ValueError as e:          # e.g. a NUL in the path
+        raise ck.error(None, f"cannot read: {e}") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -382,6 +428,12 @@ def load_config(
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise _toml_error(ck, str(e)) from None
+    except RecursionError:           # tomllib recurses once per nesting level
+        raise ck.error(None, "TOML syntax error: arrays or tables nested too deeply") from None
+    except ValueError as e:          # int() refuses integers of more than 4300 digits
+        reason = ("an integer has more than 4300 digits" if "digits" in str(e)
+                  else f"TOML value error: {e}")
+        raise ck.error(None, reason) from None
 
     base_dir = p.resolve().parent
     bundled = frozenset(bundled_guests)
@@ -423,21 +475,28 @@ def load_config(
         if isinstance(value, bool) or not isinstance(value, int):
             raise ck.error(key, f"expected a PCPU index or \"auto\", got {_show(value)}")
         if value < 0:
-            raise ck.error(key, f"PCPU index must be at least 0, got {value}")
+            raise ck.error(key, f"PCPU index must be at least 0, got {_short(value)}")
         if value >= ncpus:
-            raise ck.error(key, f"PCPU {value} out of range: {cpus_note}")
+            raise ck.error(key, f"PCPU {_short(value)} out of range: {cpus_note}")
         return value
 
     def kernel_of(value: Any, key: str) -> str | Path:
         k = ck.string(value, key, nonempty=True)
         if "/" in k or k.endswith(".elf"):
-            kp = Path(k).expanduser()
-            if not kp.is_absolute():
-                kp = base_dir / kp
-            kp = kp.resolve()
-            if not kp.exists():
+            try:
+                kp = Path(k).expanduser()
+                if not kp.is_absolute():
+                    kp = base_dir / kp
+                kp = kp.resolve()
+                exists, regular = kp.exists(), kp.is_file()
+            except RuntimeError as e:    # ~user that does not exist, a symlink loop
+                raise ck.error(key, f"bad path {_short(k)!r}: {e}") from None
+            except (OSError, ValueError) as e:   # name too long, no permission, a NUL
+                raise ck.error(key, f"bad path {_short(k)!r}: "
+                                    f"{getattr(e, 'strerror', None) or e}") from None
+            if not exists:
                 raise ck.error(key, f"no such file: {kp}")
-            if not kp.is_file():
+            if not regular:
                 raise ck.error(key, f"not a regular file: {kp}")
             return kp
         if k not in bundled:
@@ -521,6 +580,8 @@ def load_config(
     # (so a huge count is reported as too much memory, not built).
     parsed = []
     total = dom0.memory_bytes if dom0 is not None else 0
+    ndomains = 1 if dom0 is not None else 0
+    too_many: str | None = None       # the entry that takes the count past max_domains
     for i, e in enumerate(entries):
         key = f"domain[{i}]"
         ck.table(e, key, DOMAIN_KEYS)
@@ -548,17 +609,28 @@ def load_config(
         cmdline = cmdline_of(e.get("cmdline", dd["cmdline"]), f"{key}.cmdline")
         bvt = bvt_of(e.get("bvt", {}), f"{key}.bvt")
         total += mem * count
+        ndomains += count
         parsed.append((key, tmpl, kernel, mem, count, per_cpu, cpu, cmdline, bvt))
+        if ndomains > max_domains and too_many is None:
+            too_many = f"{key}.count" if "count" in e else key
 
     if dom0 is None and not parsed:
         raise ck.error("domain", "nothing to run: no [dom0] table and no [[domain]] entries")
 
     reserved = int(reserve_bytes(ncpus, memory_bytes)) if reserve_bytes is not None else 0
     available = memory_bytes - reserved
-    if total > available:
-        raise ck.error("domain", f"total domain memory {_fmt_mib(total)} exceeds the "
+    overhead = ndomains * domain_overhead_bytes
+    if total + overhead > available:
+        plus = ""
+        if overhead:
+            plus = (f" plus {_fmt_size(overhead)} the hypervisor takes for {ndomains} "
+                    f"domain{'s' if ndomains != 1 else ''} ({_fmt_size(domain_overhead_bytes)} each)")
+        raise ck.error("domain", f"total domain memory {_fmt_mib(total)}{plus} exceeds the "
                                  f"{_fmt_mib(memory_bytes)} machine less {_fmt_mib(reserved)} "
                                  f"reserved for the hypervisor")
+    if too_many is not None:
+        raise ck.error(too_many, f"makes {ndomains} domains{' with dom0' if dom0 else ''}; "
+                                 f"the hypervisor's domain table holds {max_domains}")
 
     # Second pass: expand instances; names must be unique machine-wide.
     seen: dict[str, str] = {}
@@ -629,9 +701,12 @@ def _load_clocks(ck: _Checker, c: Any, ncpus: int, cpus_note: str) -> list[Clock
     def fields(t: dict, key: str, base: tuple[float, int, float]) -> tuple[float, int, float]:
         freq, off, drift = base
         if "freq_mhz" in t:
-            freq = ck.number(t["freq_mhz"], f"{key}.freq_mhz", positive=True) * 1e6
+            freq = ck.number(t["freq_mhz"], f"{key}.freq_mhz", MIN_FREQ_MHZ, MAX_FREQ_MHZ,
+                             positive=True, why=FREQ_WHY) * 1e6
         if "offset_cycles" in t:
             off = ck.integer(t["offset_cycles"], f"{key}.offset_cycles", lo=0)
+            ck.integer(off, f"{key}.offset_cycles", hi=MAX_OFFSET_CYCLES,
+                       why="the cycle counter is 64 bits wide")
         if "drift_ppm" in t:
             drift = ck.number(t["drift_ppm"], f"{key}.drift_ppm", -MAX_DRIFT_PPM, MAX_DRIFT_PPM)
         return freq, off, drift
@@ -652,7 +727,7 @@ def _load_clocks(ck: _Checker, c: Any, ncpus: int, cpus_note: str) -> list[Clock
             raise ck.error(f"{key}.index", "required key missing")
         idx = ck.integer(o["index"], f"{key}.index", lo=0)
         if idx >= ncpus:
-            raise ck.error(f"{key}.index", f"PCPU {idx} out of range: {cpus_note}")
+            raise ck.error(f"{key}.index", f"PCPU {_short(idx)} out of range: {cpus_note}")
         if idx in seen:
             raise ck.error(f"{key}.index", f"PCPU {idx} already set by clock.pcpu[{seen[idx]}]")
         seen[idx] = i

@@ -27,6 +27,9 @@ PAGE = A.PAGE_SIZE
 FOUR_MB = 1 << 22
 L1_PROT = A._PAGE_PRESENT | A._PAGE_RW | A._PAGE_ACCESSED | A._PAGE_USER
 L2_PROT = A._PAGE_PRESENT | A._PAGE_RW | A._PAGE_ACCESSED | A._PAGE_DIRTY | A._PAGE_USER
+# Frames a domain takes from the free pool besides its memory: its shared_info and
+# the PERDOMAIN L1 (the config loader counts them so a config that loads can build).
+DOMAIN_EXTRA_FRAMES = 2
 
 
 class BuildError(Exception):
@@ -72,6 +75,23 @@ def plan_layout(image: KernelImage, nr_pages: int) -> dict:
                 v_end=v_end, region_pages=(v_stack_end - v_start) // PAGE)
 
 
+def check_fits(image: KernelImage, memory_bytes: int) -> dict:
+    """The bootstrap layout of `image` in a domain of `memory_bytes`; BuildError if it
+    does not fit (the machine asks before it creates anything)."""
+    if image.virt_base & (PAGE - 1) or image.virt_base >= A.HYPERVISOR_VIRT_START:
+        raise BuildError(f"{image.name}: bad VIRT_BASE {image.virt_base:#x}")
+    nr_pages = memory_bytes // PAGE
+    plan = plan_layout(image, nr_pages)
+    if plan["v_end"] > A.HYPERVISOR_VIRT_START:
+        raise BuildError(f"{image.name}: bootstrap region {image.virt_base:#x}..{plan['v_end']:#x} "
+                         f"would reach the hypervisor area at {A.HYPERVISOR_VIRT_START:#x}")
+    if plan["region_pages"] > nr_pages:
+        raise BuildError(
+            f"{memory_bytes >> 10} KiB is too small for kernel {image.name} "
+            f"(its bootstrap region needs {plan['region_pages'] * 4} KiB)")
+    return plan
+
+
 class DomainBuilder:
     def __init__(self, ram, layout, frametable, domtable):
         self.ram = ram
@@ -81,16 +101,11 @@ class DomainBuilder:
 
     def build(self, req: DomainRequest) -> DomainInfo:
         image = req.image
-        if image.virt_base & (PAGE - 1) or image.virt_base >= A.HYPERVISOR_VIRT_START:
-            raise BuildError(f"{image.name}: bad VIRT_BASE {image.virt_base:#x}")
         nr_pages = req.memory_bytes // PAGE
-        plan = plan_layout(image, nr_pages)
-        if plan["v_end"] > A.HYPERVISOR_VIRT_START:
-            raise BuildError(f"{image.name}: bootstrap region would reach the hypervisor area")
-        if plan["region_pages"] > nr_pages:
-            raise BuildError(
-                f"domain {req.name}: {req.memory_bytes >> 10} KiB is too small for kernel "
-                f"{image.name} (its bootstrap region needs {plan['region_pages'] * 4} KiB)")
+        try:
+            plan = check_fits(image, req.memory_bytes)
+        except BuildError as e:
+            raise BuildError(f"domain {req.name}: {e}") from None
         try:
             mfns = self.ft.alloc(req.domid, nr_pages)
             shared_mfn = self.ft.alloc(req.domid, 1, flags=FF_XEN_HEAP)[0]

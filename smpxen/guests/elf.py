@@ -19,7 +19,8 @@ bounds a simulator needs against hostile files:
   down to 4 MiB as the start-of-day comment in public/xen.h suggests, and the
   builder requires it to be page-aligned. A VIRT_BASE value that is not wholly
   a number is refused (simple_strtoul would stop at the first bad character);
-* the entry point must lie inside [lowest vaddr, highest end).
+* the entry point must lie inside [lowest vaddr, highest end) (and here also
+  inside one of the loaded segments, not in a gap between them).
 
 Stricter than Xen (which trusts its input): ELF32/LSB/EM_386/ET_EXEC are
 required; every header, section and segment must lie inside the file;
@@ -234,8 +235,9 @@ def _load(name: str, buf, size: int) -> KernelImage:
             continue                    # loads nothing
         end = p_vaddr + p_memsz
         if end > HYPERVISOR_VIRT_START:
-            fail(f"segment {i} {_fmt(p_vaddr)}..{_fmt(end)} reaches the hypervisor "
-                 f"area at {_fmt(HYPERVISOR_VIRT_START)} (HYPERVISOR_VIRT_START)")
+            wraps = " and wraps past 4 GiB" if end > 1 << 32 else ""
+            fail(f"segment {i} {_fmt(p_vaddr)}..{end:#x} reaches the hypervisor "
+                 f"area at {_fmt(HYPERVISOR_VIRT_START)} (HYPERVISOR_VIRT_START){wraps}")
         total += p_memsz
         if total > MAX_IMAGE_BYTES:
             fail(f"loadable segments total more than {MAX_IMAGE_BYTES >> 20} MiB of memory")
@@ -275,6 +277,10 @@ def _load(name: str, buf, size: int) -> KernelImage:
     if not (kernstart <= e_entry < kernend):
         fail(f"entry point {_fmt(e_entry)} is outside the loaded image "
              f"{_fmt(kernstart)}..{_fmt(kernend)}")
+    if not any(va <= e_entry < va + ms for va, ms, *_ in loads):
+        # Xen only checks the range; a gap between segments holds zeroes.
+        fail(f"entry point {_fmt(e_entry)} is in no loaded segment (a gap in "
+             f"{_fmt(kernstart)}..{_fmt(kernend)})")
 
     segments = [Segment(vaddr=va, data=bytes(buf[off: off + fs]), memsz=ms)
                 for va, ms, off, fs, _i in loads]

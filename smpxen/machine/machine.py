@@ -121,7 +121,7 @@ class Machine:
             if not spec.privileged:
                 next_id += 1
             try:
-                image = load_kernel(spec.kernel)
+                image = load_kernel(spec.kernel, spec.memory_bytes)
             except KernelError as e:
                 raise MachineError(f"{self.cfg.path}: domain {spec.name!r}: kernel: {e}") from None
             cmdline = spec.render_cmdline(domid)

@@ -10,7 +10,7 @@ from smpxen.ipc import messages as M
 from smpxen.pcpu.timebase import CALIBRATE_WINDOW_NS, PLATFORM_SAMPLES, PercpuTimebase, Xen2Timebase
 from smpxen.pcpu.timers import TimerHeap
 from smpxen.shm.timeshared import SharedTime
-from smpxen.timekeeping.cycles import CycleCounter
+from smpxen.timekeeping.cycles import TSC_MASK, CycleCounter
 
 TICK_NS = 10_000_000          # Xen's per-CPU t_timer (and the PIT period)
 FALLBACK_NS = 500_000_000     # Xen's fallback_timer
@@ -75,8 +75,9 @@ class PcpuClock:
             pcpu.send_machine(M.PLATFORM_TIME_REQ, pcpu.index, seq)
             platform_ns = pcpu.wait_reply(seq, "the platform timer")
             t1 = self.read_tsc()
-            if best is None or t1 - t0 < best[2]:
-                best = ((t0 + t1) // 2, platform_ns, t1 - t0)
+            rtt = (t1 - t0) & TSC_MASK            # the 64-bit counter may wrap in between
+            if best is None or rtt < best[2]:
+                best = ((t0 + rtt // 2) & TSC_MASK, platform_ns, rtt)
         self.platform_rtts.append(best[2])
         return best
 
@@ -86,7 +87,7 @@ class PcpuClock:
         tsc0, ns0, _ = self.platform_sample()
         time.sleep(CALIBRATE_WINDOW_NS / 1e9)
         tsc1, ns1, _ = self.platform_sample()
-        return (tsc1 - tsc0) * 1_000_000_000 // (ns1 - ns0)
+        return ((tsc1 - tsc0) & TSC_MASK) * 1_000_000_000 // (ns1 - ns0)
 
     # ---- boot ----------------------------------------------------------------------
     def start(self) -> None:

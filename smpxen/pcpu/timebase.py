@@ -57,8 +57,9 @@ class Xen2Timebase:
 
     # -- boot CPU / timer CPU only --
     def boot(self, cpu_freq: int, wc_sec: int, wc_usec: int) -> None:
-        """After calibration, at the moment every counter is zeroed: system time 0."""
-        scale = xen2.init_scale(cpu_freq)
+        """After calibration, at the moment every counter is zeroed: system time 0.
+        The scale is computed wide, so counters of 4 GHz and more work (see init_scale)."""
+        scale = xen2.init_scale(cpu_freq, wide=True)
         stamp = xen2.init_stamp(self.read_tsc(), scale, wc_sec, wc_usec)
         with self.shared.lock:
             self.shared.write(valid=1, cpu_freq=scale.cpu_freq, rdtsc_bitshift=scale.rdtsc_bitshift,

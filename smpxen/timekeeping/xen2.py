@@ -133,19 +133,23 @@ class Xen2Scale:
         return (self.st_scale_i << 32) | self.st_scale_f
 
 
-def init_scale(cpu_freq: int) -> Xen2Scale:
+def init_scale(cpu_freq: int, *, wide: bool = False) -> Xen2Scale:
     """Mirror of the scale part of ``init_xen_time``:
     ``scale = (10^9 << (32 + rdtsc_bitshift)) / cpu_freq`` split in halves.
 
     Raises for cpu_freq >= 4 GHz: there bitshift >= 3 and Xen 2.0's 64-bit
     ``10^9 << 35`` overflows, giving a wrong scale; and for cpu_freq <= 0.
+    ``wide=True`` is smpxen's deviation for faster counters: the numerator is
+    computed without the 64-bit limit. Only the intermediate overflows; the
+    scale itself (1 to 2 ns per shifted tick from 1 GHz up) fits its u32
+    halves at any frequency, and the shifted window still spans >= ~2.1 s.
     """
     cpu_freq = int(cpu_freq)
     if cpu_freq <= 0:
         raise ValueError("cpu_freq must be positive")
     shift = rdtsc_bitshift_for(cpu_freq)
     numer = 1_000_000_000 << (32 + shift)
-    if numer > U64:
+    if numer > U64 and not wide:
         raise ValueError(
             f"cpu_freq {cpu_freq} Hz: Xen 2.0's scale computation overflows 64 bits "
             "at 4 GHz and above (rdtsc_bitshift >= 3)")

@@ -231,11 +231,14 @@ xen_time_retry:
     mov [xt_stime_hi], eax
     mov eax, [esi + SI_CPU_FREQ]
     mov [xt_freq], eax
+    mov eax, [esi + SI_CPU_FREQ + 4]
+    mov [xt_freq_hi], eax
     cmp ebp, [esi + SI_TIME_VERSION1]
     jne xen_time_retry
-    # quotient = (1000 << 32) / cpu_khz, cpu_khz = cpu_freq / 1000
+    # quotient = (1000 << 32) / cpu_khz, cpu_khz = cpu_freq / 1000: the u64 cpu_freq
+    # (XenLinux's do_div), so counters of 2^32 Hz and more give the right rate
     mov eax, [xt_freq]
-    xor edx, edx
+    mov edx, [xt_freq_hi]
     mov ecx, 1000
     div ecx
     mov ecx, eax
@@ -649,6 +652,7 @@ evtchn_op_buf: .space 32
 t_failsafe_rt: .asciz "failsafe"
 xt_stime_hi: .long 0
 xt_freq: .long 0
+xt_freq_hi: .long 0
 shared_va: .long 0
 minus_sign: .asciz "-"
 equals_sign: .asciz "="
