@@ -147,7 +147,7 @@ def test_memory_limit(hostile):
 def test_wild_pointers_and_counts(hostile):
     r = lines(hostile.domain("wild"))
     assert r == {"mmu_null_list": -14, "mmu_list_into_hv": -14, "mmu_list_in_hv": -14,
-                 "mmu_huge_count": -14, "mmu_negative_count": 0, "mmu_negative_done": 0,
+                 "mmu_huge_count": -14, "mmu_negative_count": -22, "mmu_negative_done": 0x55,
                  "mmu_wild_success_ptr": 0, "uvm_hv_page": -22, "uvm_no_l1": -22,
                  "memop_wild_list": 0, "memop_huge_count": 0, "set_gdt_wild_list": -14,
                  "set_gdt_huge": -22, "update_desc_misaligned": -22,

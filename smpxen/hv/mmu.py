@@ -6,7 +6,14 @@ batch with -EINVAL (-EFAULT if the request itself cannot be read); requests befo
 it stay applied. *success_count receives the number of requests that succeeded
 (Xen 2.0.6's rule; 2.0.0 wrote `count` whatever happened). The foreign domain
 selected in a batch is dropped at its end, and deferred TLB flushes run once after
-the loop, outside the frame-table lock."""
+the loop, outside the frame-table lock.
+
+A batch is preemptible, as Xen 2.0.x's: the frame-table lock is taken for one
+request at a time, and when the PCPU has other work due the call stops with a
+continuation, which the guest makes when it next runs: the rest of the list, with
+count | MMU_UPDATE_PREEMPTED, and what was done so far in *success_count. Xen 2.0.x
+kept the batch's FOREIGNDOM in count's bits 16-30, which capped a batch at 65 535
+requests; smpxen passes it in the continuation's fourth argument (ESI) instead."""
 from __future__ import annotations
 
 import struct
@@ -20,13 +27,10 @@ from smpxen.xen.xen import (MMU_EXTENDED_COMMAND, MMU_MACHPHYS_UPDATE, MMU_NORMA
                             MMUEXT_CLEAR_FOREIGNDOM, MMUEXT_CMD_MASK, MMUEXT_CMD_SHIFT,
                             MMUEXT_INVLPG, MMUEXT_NEW_BASEPTR, MMUEXT_PIN_L1_TABLE,
                             MMUEXT_PIN_L2_TABLE, MMUEXT_SET_FOREIGNDOM, MMUEXT_SET_LDT,
-                            MMUEXT_TLB_FLUSH, MMUEXT_UNPIN_TABLE, UVMF_FLUSH_TLB, UVMF_INVLPG)
+                            MMUEXT_TLB_FLUSH, MMUEXT_UNPIN_TABLE, MMU_UPDATE_PREEMPTED, UVMF_FLUSH_TLB,
+                            UVMF_INVLPG)
 
 _req = struct.Struct("<II")
-
-
-def signed32(x: int) -> int:
-    return x - (1 << 32) if x & 0x80000000 else x
 
 
 def guest_range_ok(va: int, nbytes: int) -> bool:
@@ -35,34 +39,49 @@ def guest_range_ok(va: int, nbytes: int) -> bool:
 
 
 @hypercall(nr.mmu_update)
-def do_mmu_update(hv, ureqs, count, success_count, *_):
+def do_mmu_update(hv, ureqs, count, success_count, foreign, _a5):
     mmu = hv.mmu
     mmu.cleanup_writable_pagetables()
-    count = signed32(count)
-    if count > 0 and not guest_range_ok(ureqs, count * _req.size):
-        return -errno.EFAULT
-    rc, done = 0, 0
+    rc, i, done = 0, 0, 0
     try:
-        with mmu.mm.lock:
-            for i in range(count):
+        if count & MMU_UPDATE_PREEMPTED:      # the rest of a batch we preempted
+            count &= ~MMU_UPDATE_PREEMPTED
+            foreign &= 0xFFFF
+            if success_count:
                 try:
-                    ptr, val = _req.unpack(hv.mem.read(ureqs + i * _req.size, _req.size))
+                    done = hv.mem.read_u32(success_count)
                 except GuestFault:
-                    rc = -errno.EFAULT
-                    break
-                if not _mmu_request(hv, mmu, ptr, val):
-                    rc = -errno.EINVAL
-                    break
-                done += 1
+                    pass
+            if foreign != mmu.domid and not mmu.set_foreigndom(foreign):
+                return -errno.EINVAL
+        if count and not guest_range_ok(ureqs, count * _req.size):
+            return -errno.EFAULT
+        while i < count:
+            if i and hv.preempt_pending():     # after one request at least: progress
+                rc = hv.create_continuation(nr.mmu_update, ureqs + i * _req.size,
+                                            (count - i) | MMU_UPDATE_PREEMPTED, success_count,
+                                            mmu.foreigndom())
+                break
+            try:
+                ptr, val = _req.unpack(hv.mem.read(ureqs + i * _req.size, _req.size))
+            except GuestFault:
+                rc = -errno.EFAULT
+                break
+            with mmu.mm.lock:
+                ok = _mmu_request(hv, mmu, ptr, val)
+            if not ok:
+                rc = -errno.EINVAL
+                break
+            i += 1
     finally:
         mmu.foreign = None
-        mmu.counts["mmu_update_entries"] += done
-    mmu.run_deferred()
-    if success_count:
-        try:
-            hv.mem.write_u32(success_count, done)
-        except GuestFault:
-            pass            # put_user's failure is ignored, as in Xen
+        mmu.counts["mmu_update_entries"] += i
+        mmu.run_deferred()
+        if success_count:
+            try:
+                hv.mem.write_u32(success_count, done + i)
+            except GuestFault:
+                pass            # put_user's failure is ignored, as in Xen
     return rc
 
 

@@ -1,8 +1,12 @@
 """multicall (entry.S do_multicall): run a list of hypercalls, storing each result
-into its entry's args[5]. Like Xen 2.0 the loop is not preempted: a block, yield or
-shutdown in the list takes effect after the whole list ran. A nested multicall
-entry is not executed (Xen falls straight back into the loop), so its args[5] is
-left as it was."""
+into its entry's args[5]. A block, yield or shutdown in the list takes effect after
+the list ran. A nested multicall entry is not executed (Xen falls straight back into
+the loop), so its args[5] is left as it was.
+
+The list is preemptible, as Xen's: when the PCPU has other work due the multicall
+stops with a continuation for the entries left. A sub-call that itself makes a
+continuation (a long mmu_update) writes its remaining arguments into its entry, and
+the multicall's continuation starts again at that entry."""
 import ctypes
 import struct
 
@@ -24,8 +28,17 @@ def do_multicall(hv, call_list, nr_calls, *_):
     mem = hv.mem
     for i in range(nr_calls):
         va = call_list + i * _SIZE
+        if i and hv.preempt_pending():
+            return hv.create_continuation(nr.multicall, va, nr_calls - i)
         op, a1, a2, a3, a4, a5, _r, _a7 = _unpack(mem.read(va, _SIZE))
         if op & (NR_HYPERCALLS - 1) == nr.multicall:
             continue
-        mem.write_u32(va + _RESULT_OFFSET, do_hypercall(hv, op, a1, a2, a3, a4, a5))
+        hv.multicall_entry, hv.multicall_preempted = va, False
+        try:
+            result = do_hypercall(hv, op, a1, a2, a3, a4, a5)
+        finally:
+            hv.multicall_entry = None
+        if hv.multicall_preempted:
+            return hv.create_continuation(nr.multicall, va, nr_calls - i)
+        mem.write_u32(va + _RESULT_OFFSET, result)
     return 0

@@ -16,9 +16,14 @@ DR7_GD = 1 << 13
 @hypercall(nr.set_trap_table)
 def do_set_trap_table(hv, traps, *_):
     """Copy entries until one has address 0; a bad selector stops with -EPERM and
-    leaves the entries before it installed, as Xen's loop does."""
+    leaves the entries before it installed, as Xen's loop does. The list has no
+    bound, so the loop is preemptible (a continuation with the rest of the list)."""
     thread = hv.current.thread
+    first = True
     while True:
+        if not first and hv.preempt_pending():
+            return hv.create_continuation(nr.set_trap_table, traps)
+        first = False
         vector, flags, cs, address = _trap_info.unpack(hv.mem.read(traps, _trap_info.size))
         if address == 0:
             return 0

@@ -2,6 +2,8 @@
 this narrow interface, never the PCPU loop itself."""
 from __future__ import annotations
 
+import struct
+
 
 class HvContext:
     def __init__(self, pcpu):
@@ -32,6 +34,28 @@ class HvContext:
 
     def block_current(self) -> None:
         self._pcpu.block_current()
+
+    # ---- long hypercalls (Xen's continuations) -------------------------------------
+    # The multicall entry being run (its guest address), if any: a sub-call's
+    # continuation goes into the entry's arguments instead of the registers.
+    multicall_entry: int | None = None
+    multicall_preempted = False
+
+    def preempt_pending(self) -> bool:
+        """hypercall_preempt_check(): stop a long hypercall here with a continuation."""
+        return self._pcpu.preempt_pending()
+
+    def create_continuation(self, number: int, *args: int) -> int:
+        """hypercall_create_continuation(): the guest will make hypercall `number`
+        again with `args` (the remaining work). Returns the value the handler
+        returns (the number, which EAX must hold for the call to be made again)."""
+        if self.multicall_entry is not None:
+            padded = (list(args) + [0] * 5)[:5]
+            self.mem.write(self.multicall_entry + 4, struct.pack("<5I", *(a & 0xFFFFFFFF for a in padded)))
+            self.multicall_preempted = True
+        else:
+            self._pcpu.restart_hypercall([a & 0xFFFFFFFF for a in args])
+        return number
 
     def set_timer(self, deadline: int) -> None:
         self._pcpu.clock.set_domain_timer(self._pcpu.current, deadline)

@@ -17,7 +17,7 @@ from smpxen.hv.dispatch import do_hypercall
 from smpxen.hv.guestmem import GuestMemory
 from smpxen.ipc import endpoints, messages as M
 from smpxen.pcpu.bounce import BounceError, GuestTraps
-from smpxen.pcpu.core import CpuCore, UcError
+from smpxen.pcpu.core import HYPERCALL_ARG_REGS, CpuCore, UcError
 from smpxen.pcpu.events import EventDelivery, event_pending
 from smpxen.pcpu import domctl, migration
 from smpxen.pcpu.hvctx import HvContext
@@ -40,6 +40,7 @@ from smpxen.xen.structs import SharedInfo
 from smpxen.xen.xen import SHUTDOWN_NAMES, VIRQ_DOM_EXC, VIRQ_TIMER
 
 EXIT_RESCHED = "resched"
+EXIT_PREEMPTED = "preempted"     # a long hypercall made a continuation: serve, then resume
 PING_COUNT = 32
 INITIAL_EFLAGS = x86.EFLAGS_IF | x86.EFLAGS_RESERVED1
 # A wait on another process has no deadline: with many PCPU processes on few host
@@ -338,6 +339,23 @@ class Pcpu:
         self.sched.block(self.current.domid, self.now())
         self.exit = EXIT_RESCHED
 
+    def preempt_pending(self) -> bool:
+        """Xen's hypercall_preempt_check(): this PCPU has other work due (a message, a
+        timer, the end of the slice), so a long hypercall should stop here."""
+        w = self.watcher
+        return bool(w.queue) or (w.deadline_ns is not None and time.monotonic_ns() >= w.deadline_ns)
+
+    def restart_hypercall(self, args) -> None:
+        """Xen's hypercall_create_continuation for a hypercall made by the guest
+        itself: its argument registers get `args` and EIP goes back to the
+        `int $0x82` (2 bytes), so the guest makes the call again, with what is left,
+        when it next runs; the slice ends here so the PCPU serves what is due."""
+        core = self.core
+        for reg, value in zip(HYPERCALL_ARG_REGS, args):
+            core.write_reg(reg, value)
+        core.set_eip(core.eip() - 2)
+        self.exit = EXIT_PREEMPTED
+
     def end_domain(self, vcpu: Vcpu, how: str, code: int, detail: str) -> None:
         if vcpu.ended:
             return
@@ -532,7 +550,7 @@ class Pcpu:
         v.slices += 1
         self.resume_eip = self.core.eip()
         ex = self.exit
-        if ex is None or ex == EXIT_RESCHED:
+        if ex is None or ex == EXIT_RESCHED or ex == EXIT_PREEMPTED:
             return
         if ex[0] == "trap":
             self._for_domain(v, f"trap {ex[1]:#x}", self._handle_trap, *ex[1:])

@@ -49,6 +49,9 @@ MMUEXT_TRANSFER_PAGE = 12
 MMUEXT_REASSIGN_PAGE = 13
 MMUEXT_CMD_MASK = 255
 MMUEXT_CMD_SHIFT = 8
+# mmu_update's continuation (Xen 2.0.x memory.c): the top bit of count marks a call
+# resuming a preempted one; *success_count already holds what was done.
+MMU_UPDATE_PREEMPTED = 0x80000000
 
 # update_va_mapping flags
 UVMF_FLUSH_TLB = 1
@@ -57,6 +60,9 @@ UVMF_INVLPG = 2
 # dom_mem_op
 MEMOP_increase_reservation = 0
 MEMOP_decrease_reservation = 1
+# dom_mem_op's continuation (Xen 2.0.x dom_mem_ops.c): op's bits from 4 up hold the
+# extent to start from.
+START_EXTENT_SHIFT = 4
 
 # Domain ids
 DOMID_FIRST_RESERVED = 0x7FF0

@@ -89,8 +89,13 @@ pp_ping_lost:
     jb pp_ping
     jmp pp_finish
 
-# ---- responder: offer a port to the peer, then answer every ping
+# ---- responder: offer a port to the peer, then answer every ping. Ready for the
+# first ping before the port exists: the peer may bind and ping at once, and the
+# upcall that brings it may come on the return of any hypercall from here on.
 pp_responder:
+    mov dword ptr [send_port], PP_PORT
+    mov dword ptr [recv_port], PP_PORT
+    mov dword ptr [outstanding], 1
     mov eax, [peer_id]
     call evtchn_alloc_unbound
     push eax
@@ -99,10 +104,7 @@ pp_responder:
     pop eax
     cmp eax, PP_PORT
     jne pp_bind_error
-    mov [send_port], eax
-    mov [recv_port], eax
     call start_clock
-    mov dword ptr [outstanding], 1
 pp_answer:
     mov eax, [rounds]
     cmp eax, [count]

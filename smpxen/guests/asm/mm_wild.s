@@ -1,6 +1,9 @@
 # mm_wild (hostile): wild pointers and huge counts to the memory hypercalls.
 # Expected: -14 (-EFAULT) for unreadable request lists, -22 for bad arguments,
-# 0 extents for bad extent lists, and a negative count is an empty batch.
+# 0 extents for bad extent lists. An mmu_update count with the top bit set is taken
+# for a continuation of a preempted batch (its foreign domain in ESI): here of one
+# with foreign domain 0x7FFF, which does not exist (-EINVAL), and *success_count
+# keeps what it held.
 
 guest_main:
     mov eax, 1                       # mmu_update(NULL, 1, NULL)
@@ -32,10 +35,11 @@ guest_main:
     mov esi, t_huge
     call report
     mov dword ptr [done], 0x55
-    mov eax, 1                       # a negative count: nothing to do
+    mov eax, 1                       # top bit set: a continuation, foreign domain 0x7FFF
     mov ebx, reqs
     mov ecx, 0xFFFFFFFF
     mov edx, done
+    mov esi, 0x7FFF
     int 0x82
     mov esi, t_negative
     call report
