@@ -684,3 +684,78 @@ def test_bvt_parameters(tmp_path):
     p.write_text('[[domain]]\nkernel = "hello"\nbvt = { weight = 3 }\n')
     with pytest.raises(ConfigError, match=r"domain\[0\]\.bvt\.weight: unknown key"):
         load_config(p, bundled_guests=frozenset({"hello"}))
+
+
+# --------------------------------------------------------------------------- #
+# The machine's real limits (each refused at load, not later in a PCPU)
+
+from smpxen.config import MAX_DOMAINS, MAX_FREQ_MHZ, MIN_FREQ_MHZ  # noqa: E402
+
+
+@pytest.mark.parametrize("snippet, ok", [
+    ("freq_mhz = 2\n", True),
+    ("freq_mhz = 20000\n", True),
+    ("freq_mhz = 5000.0\n", True),
+    ("freq_mhz = 1.999\n", False),
+    ("freq_mhz = 20000.5\n", False),
+    ("freq_mhz = 1%s\n" % ("0" * 400), False),     # an int too big for a float
+    ("offset_cycles = 18446744073709551615\n", True),
+    ("offset_cycles = 18446744073709551616\n", False),
+])
+def test_counter_range(tmp_path, snippet, ok):
+    text = "[[clock.pcpu]]\nindex = 1\n" + snippet + MINIMAL_DOMAIN
+    if ok:
+        load(tmp_path, text)
+        return
+    key = "clock.pcpu[0]." + snippet.split(" ")[0]
+    e = assert_error(tmp_path, text, key)
+    if "freq" in key:
+        assert f"between {MIN_FREQ_MHZ} and {MAX_FREQ_MHZ}" in str(e) and "cpu_khz" in str(e)
+        assert len(str(e)) < 400                  # the 401-digit value is shortened
+    else:
+        assert "64 bits" in str(e)
+
+
+def test_domain_table_size(tmp_path):
+    many = '[[domain]]\nname = "g{index}"\nkernel = "hello"\nmemory_mib = 1\ncount = %d\n'
+    big = "[machine]\nmemory_mib = 4096\n"
+    assert len(load(tmp_path, big + many % MAX_DOMAINS).domains) == MAX_DOMAINS
+    e = assert_error(tmp_path, big + '[dom0]\nkernel = "hello"\nmemory_mib = 1\n' + many % MAX_DOMAINS,
+                     "domain[0].count", f"makes {MAX_DOMAINS + 1} domains with dom0",
+                     f"domain table holds {MAX_DOMAINS}")
+    # The entry that goes past the limit is named, without count when it has none.
+    text = big + many % MAX_DOMAINS + '[[domain]]\nname = "last"\nkernel = "hello"\nmemory_mib = 1\n'
+    assert_error(tmp_path, text, "domain[1]", f"makes {MAX_DOMAINS + 1} domains")
+    assert_error(tmp_path, big + many % 200, "domain[0].count", "makes 200 domains", max_domains=128)
+    assert len(load(tmp_path, big + many % 5, max_domains=5).domains) == 5
+    assert_error(tmp_path, big + many % 5, "domain[0].count", "makes 5 domains", max_domains=4)
+
+
+def test_per_domain_overhead_counts_against_free_memory(tmp_path):
+    text = "[machine]\nmemory_mib = 16\n[[domain]]\nkernel = \"hello\"\nmemory_mib = 15\n"
+    # 15 MiB + 8 KiB free: the domain and its 8 KiB fit exactly, 12 KiB do not.
+    assert load(tmp_path, text, reserve_bytes=lambda c, m: MIB - 8192, domain_overhead_bytes=8192)
+    e = assert_error(tmp_path, text, "domain", reserve_bytes=lambda c, m: MIB - 8192,
+                     domain_overhead_bytes=12288)
+    assert str(e) == (f"{tmp_path / 'm.toml'}: domain: total domain memory 15 MiB plus 12 KiB "
+                      "the hypervisor takes for 1 domain (12 KiB each) exceeds the 16 MiB "
+                      "machine less 0.99 MiB reserved for the hypervisor")
+    e = assert_error(tmp_path, text.replace("memory_mib = 15", "memory_mib = 5\ncount = 3"),
+                     "domain", "total domain memory 15 MiB plus 24 KiB the hypervisor takes for "
+                               "3 domains (8 KiB each)",
+                     reserve_bytes=lambda c, m: MIB, domain_overhead_bytes=8192)
+
+
+@pytest.mark.parametrize("text, key, fragment", [
+    ("a = " + "[" * 5000 + "]" * 5000 + "\n", None, "nested too deeply"),
+    ("a = " + "{b = " * 3000 + "1" + "}" * 3000 + "\n", None, "nested too deeply"),
+    ("[machine]\ncpus = 1%s\n" % ("0" * 5000), None, "more than 4300 digits"),
+    ('[[domain]]\nkernel = "hello"\ncount = 1%s\n' % ("0" * 4000), "domain",
+     "total domain memory more than 10^15 MiB"),
+    ('[[domain]]\nkernel = "hello"\ncpu = 1%s\n' % ("0" * 4000), "domain[0].cpu", "out of range"),
+    ('[[domain]]\nkernel = "%s.elf"\n' % ("a/" * 3000), "domain[0].kernel", "File name too long"),
+    ('[[domain]]\nkernel = "~no-such-user-here/k.elf"\n', "domain[0].kernel", "bad path"),
+])
+def test_extreme_documents_are_config_errors(tmp_path, text, key, fragment):
+    e = assert_error(tmp_path, text, key, fragment)
+    assert len(str(e)) < 400, str(e)

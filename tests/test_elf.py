@@ -403,3 +403,101 @@ def test_c_guest_runs_under_unicorn(c_guest):
         "hello from C guest: root=/dev/null console=xen on pcpu 3\n"
         "nr_pages=4321\n")
     assert calls[-1] == (6, 2 | (0 << 8))      # shutdown, SHUTDOWN_poweroff
+
+
+# --------------------------------------------------------------------------
+# Hostile images (each refused in one line naming the file)
+# --------------------------------------------------------------------------
+
+def test_entry_in_a_gap_between_segments(tmp_path):
+    msg = load_error(tmp_path, make_elf(segments=[
+        (0xC0000000, b"\x90" * 16, 0x1000, PF_X),
+        (0xC0100000, b"\x90" * 16, 0x1000, PF_X)], entry=0xC0001000))
+    assert "entry point 0xc0001000 is in no loaded segment" in msg
+    # Inside the second segment is fine.
+    img = load_elf(write(tmp_path, make_elf(segments=[
+        (0xC0000000, b"\x90" * 16, 0x1000, PF_X),
+        (0xC0100000, b"\x90" * 16, 0x1000, PF_X)], entry=0xC0100004)))
+    assert img.entry == 0xC0100004
+
+
+def test_entry_only_in_an_ignored_readonly_segment(tmp_path):
+    msg = load_error(tmp_path, make_elf(segments=[
+        (0xC0000000, b"\x90" * 16, 0x1000, PF_X),
+        (0xC0001000, b"\x90" * 16, 0x1000, PF_R),        # not loaded, as in Xen
+        (0xC0002000, b"\x90" * 16, 0x1000, PF_W)], entry=0xC0001000))
+    assert "entry point 0xc0001000 is in no loaded segment" in msg
+
+
+def test_segment_wrapping_past_4gib(tmp_path):
+    msg = load_error(tmp_path, make_elf(segments=[(0xFFFFF000, b"\x90", 0x2000, PF_X)],
+                                        guest="LOADER=generic,XEN_VER=2.0"))
+    assert "0xfffff000..0x100001000" in msg and "wraps past 4 GiB" in msg
+
+
+@pytest.mark.parametrize("field, value, fragment", [
+    (4, 0xFFFFFFFF, "truncated file: segment 0"),          # p_offset
+    (16, 0xFFFFFFFF, "filesz 0xffffffff > memsz"),         # p_filesz
+    (20, 0x20000000, "more than 256 MiB"),                 # p_memsz
+    (8, 0xFFFFFF00, "reaches the hypervisor area"),        # p_vaddr
+])
+def test_wild_program_header_fields(tmp_path, field, value, fragment):
+    buf = bytearray(make_elf())
+    struct.pack_into("<I", buf, 52 + field, value)
+    assert fragment in load_error(tmp_path, bytes(buf))
+
+
+def test_every_truncation_is_refused(tmp_path):
+    data = make_elf(segments=[(0xC0000000, bytes(range(40)), 0x1000, PF_X),
+                              (0xC0001000, b"xyz", 0x1000, PF_W)])
+    load_elf(write(tmp_path, data))
+    for n in range(len(data)):
+        load_error(tmp_path, data[:n])
+
+
+@pytest.mark.parametrize("guest", [
+    "LOADER=generic,XEN_VER=2.0,VIRT_BASE=0x" + "F" * 40,
+    "LOADER=generic,XEN_VER=2.0,VIRT_BASE=-1",
+    "LOADER=generic,XEN_VER=2.0,VIRT_BASE=0xFC000000",
+    "LOADER=generic,XEN_VER=2.0,VIRT_BASE=0x",
+    "LOADER=generic,XEN_VER=2.0,VIRT_BASE=1_000",
+])
+def test_absurd_virt_base(tmp_path, guest):
+    msg = load_error(tmp_path, make_elf(guest=guest))
+    assert "VIRT_BASE" in msg
+
+
+def test_guest_section_beyond_end_of_file(tmp_path):
+    data = bytearray(make_elf())
+    shoff = struct.unpack_from("<I", data, 32)[0]
+    struct.pack_into("<I", data, shoff + 2 * 40 + 16, len(data) - 2)    # __xen_guest sh_offset
+    assert "'__xen_guest' section extends beyond end of file" in load_error(tmp_path, bytes(data))
+
+
+# --------------------------------------------------------------------------
+# Does it fit the domain? (smpxen.machine.images, before anything is created)
+# --------------------------------------------------------------------------
+
+def test_image_larger_than_domain_memory(tmp_path):
+    from smpxen.machine.images import KernelError, load_kernel
+    p = write(tmp_path, make_elf(segments=[(0xC0000000, b"\x90" * 16, 0x1000, PF_X),
+                                           (0xC0001000, b"", 8 << 20, PF_W)]))
+    assert load_kernel(p, 16 << 20).vend == 0xC0801000
+    with pytest.raises(KernelError) as ei:
+        load_kernel(p, 4 << 20)
+    msg = str(ei.value)
+    assert "\n" not in msg and str(p) in msg
+    assert msg.startswith(f"{p}: the domain's 4096 KiB is too small for it")
+    # 8196 KiB of image, 4 of pfn->mfn list, 16 of L2 + 3 L1s, start_info, stack
+    assert "bootstrap region, image to boot stack, needs 8224 KiB" in msg
+
+
+def test_bootstrap_region_reaching_the_hypervisor_area(tmp_path):
+    from smpxen.machine.images import KernelError, load_kernel
+    # Legal as an image; a 1 GiB domain's pfn->mfn list (1 MiB) pushes the
+    # bootstrap region past 0xFC000000, a 4 MiB domain's does not.
+    p = write(tmp_path, make_elf(segments=[(0xFBF00000, b"\x90" * 16, 0x1000, PF_X)],
+                                 guest="LOADER=generic,XEN_VER=2.0"))
+    assert load_kernel(p, 4 << 20).virt_base == 0xFBF00000
+    with pytest.raises(KernelError, match=r"would reach the hypervisor area at 0xfc000000"):
+        load_kernel(p, 1024 << 20)

@@ -2,7 +2,8 @@
 
     cfg = load_config("configs/default.toml", cpus=4,
                       bundled_guests={"hello", "spin"},
-                      reserve_bytes=lambda cpus, mem: hv_reserved_bytes(cpus, mem))
+                      reserve_bytes=Layout.reserve_bytes,
+                      domain_overhead_bytes=DOMAIN_EXTRA_FRAMES * PAGE_SIZE)
 
 Every key is checked; any problem raises ConfigError whose str() is one line,
 ``<file>: <key path>: <reason>`` (e.g. ``configs/x.toml: domain[1].cpu: ...``).
@@ -14,14 +15,15 @@ The schema is documented in configs/default.toml; in short:
     [machine]      name, cpus, memory_mib, time_model, console_io, scheduler
     [clock]        freq_mhz, offset_cycles, drift_ppm       (every PCPU)
     [[clock.pcpu]] index + any of the three above           (one PCPU)
-    [dom0]         name, kernel, memory_mib, cpu, cmdline   (privileged, optional)
-    [[domain]]     name, kernel, memory_mib, cpu, count, cmdline
+    [dom0]         name, kernel, memory_mib, cpu, cmdline, bvt   (privileged, optional)
+    [[domain]]     name, kernel, memory_mib, cpu, count, cmdline, bvt
 
-Limits are the machine's real ones, each stated with its reason where it is
-checked: a config that loads is one the machine can build and run (the domain
-table, the free pool after the hypervisor's reservation, the time code's counter
-range). Kernel images are checked by the machine (smpxen.machine.images) before
-it creates anything.
+A config that loads is one the machine can build and run: the ranges are its
+real limits, stated with their reason where they are checked (the domain table,
+the free pool after the hypervisor's reservation and each domain's extra frames,
+the counter range the time code and guests handle, 4 GiB of 32-bit physical
+address space); per-domain memory and drift have sanity ranges. Kernel images
+are checked by the machine (smpxen.machine.images) before it creates anything.
 
 Only the stdlib is used (tomllib, dataclasses), plus the size of the shared
 domain table (smpxen.shm.layout.MAX_DOMAINS).
@@ -63,6 +65,7 @@ __all__ = [
 
 MIB = 1 << 20
 MIN_CPUS, MAX_CPUS = 1, 64
+# Up to 4 GiB: a non-PAE page-table entry holds a 20-bit frame number.
 MACHINE_MEMORY_MIB = (8, 4096)
 DOMAIN_MEMORY_MIB = (1, 1024)
 # A sanity range, not a failure point: the time code copes with more, real crystals

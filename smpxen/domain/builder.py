@@ -87,8 +87,8 @@ def check_fits(image: KernelImage, memory_bytes: int) -> dict:
                          f"would reach the hypervisor area at {A.HYPERVISOR_VIRT_START:#x}")
     if plan["region_pages"] > nr_pages:
         raise BuildError(
-            f"{memory_bytes >> 10} KiB is too small for kernel {image.name} "
-            f"(its bootstrap region needs {plan['region_pages'] * 4} KiB)")
+            f"{image.name}: the domain's {memory_bytes >> 10} KiB is too small for it (its "
+            f"bootstrap region, image to boot stack, needs {plan['region_pages'] * 4} KiB)")
     return plan
 
 
