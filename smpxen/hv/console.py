@@ -12,7 +12,7 @@ def do_console_io(hv, cmd, count, buf, _a4, _a5):
         return -errno.EPERM
     if cmd == CONSOLEIO_write:
         count = min(count, CONSOLEIO_MAX_WRITE)
-        hv.console_write(vcpu.domid, hv.mem.read(buf, count))
+        hv.console_write(hv.mem.read(buf, count))
         return count
     if cmd == CONSOLEIO_read:
         # No serial input is modelled yet: nothing to read.

@@ -40,7 +40,7 @@ class EvtchnEntry(ctypes.LittleEndianStructure):
     _pack_ = 1
     _fields_ = [
         ("state", ctypes.c_uint8),          # ECS_*
-        ("_pad", ctypes.c_uint8),
+        ("inflight", ctypes.c_uint8),       # an IPI setting this port is on its way
         ("remote_dom", ctypes.c_uint16),    # unbound: who may bind; interdomain: peer domain
         ("remote_port", ctypes.c_uint16),   # interdomain: peer port
         ("virq", ctypes.c_uint16),          # ECS_VIRQ: the VIRQ (ECS_PIRQ would keep the pirq)
@@ -225,6 +225,29 @@ class EvtchnTables:
                         r.state, r.remote_dom, r.remote_port = ECS_UNBOUND, dom, 0   # awaits us again
             e.state, e.remote_dom, e.remote_port, e.virq = ECS_FREE, 0, 0, 0
             return 0
+
+    # ---- cross-PCPU delivery (smpxen.pcpu.events) --------------------------------
+    def begin_delivery(self, domid: int, port: int) -> bool:
+        """A PCPU is about to send an IPI setting `port` of `domid` pending: False if
+        one is already on its way (the new send is coalesced into it: its effect
+        comes after this send, as Xen's test_and_set_bit on a pending port)."""
+        with self.lock:
+            table = self.ports(domid)
+            if table is None or not 0 <= port < NR_EVENT_CHANNELS:
+                return False
+            if table[port].inflight:
+                return False
+            table[port].inflight = 1
+            return True
+
+    def end_delivery(self, domid: int, port: int) -> None:
+        """The domain's PCPU took the IPI: later sends need one of their own. Called
+        before it sets the port pending, so no send can be coalesced into one that
+        has already taken effect."""
+        with self.lock:
+            table = self.ports(domid)
+            if table is not None and 0 <= port < NR_EVENT_CHANNELS:
+                table[port].inflight = 0
 
     def send(self, caller: int, port: int) -> tuple[int, int, int]:
         """-> (rc, remote domain, remote port): the caller sets that port pending."""

@@ -1,5 +1,23 @@
 """Every message between smpxen processes: a msgpack array [kind, src, *payload].
-`src` is a PCPU index, or MACHINE for the machine process."""
+`src` is a PCPU index, or MACHINE for the machine process.
+
+Flow control. Every process has one inbox, drained continuously by a thread of its
+own (the PCPU's watcher, the machine's main loop), so a sender never waits on a
+receiver that is itself waiting to send: sends cannot deadlock. What a queue can
+hold is bounded at the sources, not by dropping messages:
+  IPI_EVTCHN_SET   one per (domain, port) in flight: later sends coalesce into it
+                   (smpxen/pcpu/events.py); so at most the ports of a PCPU's domains
+  IPI_CALL         a caller waits for the reply before its next call, or sends one
+                   per target (call_remote_many); fire-and-forget calls (seq 0) come
+                   only from Domain-0's control operations, one per hypercall
+  IPI_REPLY/FAILED one per call;  IPI_MIGRATE one per move of a domain
+  CONSOLE          per domain, what its bound admits (smpxen/pcpu/console.py:
+                   64 KiB burst, 64 KiB/s, at least 64 bytes charged a write)
+  machine -> PCPU  START and HALT once, PLATFORM_TIME one per request, MIGRATE and
+                   TIME_PROBE one per period the user set
+  PCPU -> machine  ONLINE, STATS, FATAL once; DOMAIN_ENDED once a domain; answers
+                   one per request
+The sockets' high-water marks (smpxen/ipc/endpoints.py) sit far above these bounds."""
 from __future__ import annotations
 
 import msgpack
@@ -9,6 +27,7 @@ MACHINE = -1
 # PCPU -> machine
 ONLINE = "online"              # [ONLINE, pcpu, pid]
 CONSOLE = "console"            # [CONSOLE, pcpu, domid, bytes]
+CONSOLE_DROPPED = "console_dropped"  # [kind, pcpu, domid, nbytes]: output lost to its bound
 DOMAIN_ENDED = "domain_ended"  # [DOMAIN_ENDED, pcpu, domid, how, code, detail]
 STATS = "stats"                # [STATS, pcpu, dict]
 FATAL = "fatal"                # [FATAL, pcpu, message]: the PCPU is about to exit on an internal error

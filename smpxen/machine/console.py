@@ -1,8 +1,15 @@
 """Console output of every domain, shown line by line as it arrives, prefixed by
-the domain it came from."""
+the domain it came from, and kept for the report. Bounded: the PCPUs bound each
+domain's rate (smpxen/pcpu/console.py) and say what they dropped, which appears in
+place as a note; a line longer than MAX_LINE is cut into pieces; the report keeps
+each domain's last KEPT_LINES lines and counts the ones it let go."""
 from __future__ import annotations
 
+import collections
 import sys
+
+MAX_LINE = 16 * 1024
+KEPT_LINES = 10_000
 
 
 class ConsoleMux:
@@ -11,7 +18,9 @@ class ConsoleMux:
         self.stream = stream or sys.stdout
         self.quiet = quiet
         self.partial: dict[int, bytearray] = {}
-        self.lines: dict[int, list[str]] = {d: [] for d in names}
+        self.lines: dict[int, collections.deque] = {d: collections.deque(maxlen=KEPT_LINES) for d in names}
+        self.lines_dropped: dict[int, int] = {}      # lines that fell off the kept window
+        self.bytes_dropped: dict[int, int] = {}      # output the PCPUs dropped at the bound
 
     def prefix(self, domid: int) -> str:
         return f"[d{domid} {self.names.get(domid, '?')}]"
@@ -22,9 +31,24 @@ class ConsoleMux:
         while True:
             nl = buf.find(b"\n")
             if nl < 0:
-                break
+                if len(buf) < MAX_LINE:
+                    break
+                nl = MAX_LINE
+                self._emit(domid, bytes(buf[:nl]))
+                del buf[:nl]
+                continue
             self._emit(domid, bytes(buf[:nl]))
             del buf[:nl + 1]
+
+    def dropped(self, domid: int, nbytes: int) -> None:
+        """The domain's PCPU dropped nbytes of its output (over the bound)."""
+        self.bytes_dropped[domid] = self.bytes_dropped.get(domid, 0) + nbytes
+        buf = self.partial.get(domid)
+        if buf:
+            self._emit(domid, bytes(buf))
+            buf.clear()
+        self._emit(domid, f"[smpxen: {nbytes} bytes of console output dropped: over the "
+                          f"domain's bound]".encode())
 
     def flush(self) -> None:
         for domid, buf in self.partial.items():
@@ -34,7 +58,10 @@ class ConsoleMux:
 
     def _emit(self, domid: int, raw: bytes) -> None:
         text = raw.decode("utf-8", errors="replace").rstrip("\r")
-        self.lines.setdefault(domid, []).append(text)
+        kept = self.lines.setdefault(domid, collections.deque(maxlen=KEPT_LINES))
+        if len(kept) == KEPT_LINES:
+            self.lines_dropped[domid] = self.lines_dropped.get(domid, 0) + 1
+        kept.append(text)
         if not self.quiet:
             self.stream.write(f"{self.prefix(domid)} {text}\n")
             self.stream.flush()

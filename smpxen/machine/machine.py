@@ -303,6 +303,8 @@ class Machine:
         kind = msg[0]
         if kind == M.CONSOLE:
             self.console.feed(msg[2], msg[3])
+        elif kind == M.CONSOLE_DROPPED:
+            self.console.dropped(msg[2], msg[3])
         elif kind == M.DOMAIN_ENDED:
             _, pcpu, domid, how, code, detail = msg
             rec = self.records[domid]
@@ -390,7 +392,9 @@ class Machine:
                 "privileged": r.privileged, "cmdline": r.cmdline, "pcpu_assigned": r.pcpu,
                 "pcpus_ran_on": sorted(r.ran_on),
                 "pcpu_pids": sorted({self.pcpu_pids.get(i) for i in r.ran_on}),
-                "console": self.console.lines.get(r.domid, []),
+                "console": list(self.console.lines.get(r.domid, ())),
+                "console_lines_dropped": self.console.lines_dropped.get(r.domid, 0),
+                "console_bytes_dropped": self.console.bytes_dropped.get(r.domid, 0),
                 "ended": r.ended, "hypercalls": r.stats.get("hypercalls", 0),
                 "cpu_time_ns": r.stats.get("cpu_time_ns", 0), "bvt": r.bvt,
             } for r in sorted(self.records.values(), key=lambda r: r.domid)],

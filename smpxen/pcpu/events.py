@@ -7,7 +7,10 @@ So evtchn_set_pending for a domain hosted elsewhere becomes an IPI
 [IPI_EVTCHN_SET, src, domid, port] to the domain's PCPU (DomainInfo.processor),
 which sets the bits in Xen's order between its slices and wakes the domain. A PCPU
 that receives one for a domain it no longer hosts forwards it, so a send never
-disappears while a domain moves.
+disappears while a domain moves. Sends to a port whose IPI is still on its way are
+coalesced into it (the port's `inflight` flag in the shared event-channel table), so
+a domain flooding a remote port costs the remote PCPU one IPI per delivery, not one
+per send: the IPIs in flight to a PCPU are bounded by the ports of its domains.
 
 Public entry point for other hypervisor code (timers, domain ends):
 
@@ -56,7 +59,7 @@ class EventDelivery:
         self.pcpu = pcpu
         self.tables = EvtchnTables(pcpu.ram.mem, pcpu.layout.evtchn_mfn << 12,
                                    pcpu.domains, pcpu.locks.evtchn)
-        self.counts = {"events_set": 0, "events_forwarded": 0, "upcalls": 0}
+        self.counts = {"events_set": 0, "events_forwarded": 0, "events_coalesced": 0, "upcalls": 0}
 
     # ---- setting events pending ------------------------------------------------
     def set_pending(self, domid: int, port: int) -> None:
@@ -75,8 +78,14 @@ class EventDelivery:
             from smpxen.xen.structs import SharedInfo
             evtchn_set_pending(SharedInfo.from_buffer(pcpu.ram.mem, info.shared_info_mfn << 12), port)
             return
+        self._send_remote(info.processor, domid, port)
+
+    def _send_remote(self, cpu: int, domid: int, port: int) -> None:
+        if not self.tables.begin_delivery(domid, port):
+            self.counts["events_coalesced"] += 1
+            return
         self.counts["events_forwarded"] += 1
-        pcpu.send_ipi(info.processor, M.IPI_EVTCHN_SET, domid, port)
+        self.pcpu.send_ipi(cpu, M.IPI_EVTCHN_SET, domid, port)
 
     def _set_local(self, v, port: int) -> None:
         self.counts["events_set"] += 1
@@ -91,6 +100,14 @@ class EventDelivery:
             pcpu.exit = pcpu.EXIT_RESCHED             # inside a hook: stop the slice
 
     def on_ipi(self, domid: int, port: int) -> None:
+        """IPI_EVTCHN_SET: set the port if the domain is ours; else pass it on to
+        where it went, still in flight."""
+        pcpu = self.pcpu
+        info = pcpu.domains.find(domid)
+        if domid not in pcpu.vcpus and info is not None and info.processor != pcpu.index:
+            pcpu.send_ipi(info.processor, M.IPI_EVTCHN_SET, domid, port)
+            return
+        self.tables.end_delivery(domid, port)
         self.set_pending(domid, port)
 
     def send_virq(self, domid: int, virq: int) -> None:

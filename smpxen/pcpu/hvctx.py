@@ -26,8 +26,9 @@ class HvContext:
     def now(self) -> int:
         return self._pcpu.now()
 
-    def console_write(self, domid: int, data: bytes) -> None:
-        self._pcpu.send_console(domid, data)
+    def console_write(self, data: bytes) -> None:
+        """The current domain's console output, within its bound (pcpu/console.py)."""
+        self._pcpu.console_write(self._pcpu.current, data)
 
     def yield_current(self) -> None:
         self._pcpu.yield_current()

@@ -164,8 +164,12 @@ class Pcpu:
     def send_machine(self, *parts) -> None:
         self.to_machine.send(M.encode(*parts))
 
-    def send_console(self, domid: int, data: bytes) -> None:
-        self.send_machine(M.CONSOLE, self.index, domid, data)
+    def console_write(self, v: Vcpu, data: bytes) -> None:
+        admit, dropped = v.console.admit(len(data), time.monotonic())
+        if dropped:
+            self.send_machine(M.CONSOLE_DROPPED, self.index, v.domid, dropped)
+        if admit:
+            self.send_machine(M.CONSOLE, self.index, v.domid, data)
 
     def send_ipi(self, target: int, kind: str, *payload) -> None:
         self._peer(target).send(M.encode(kind, self.index, *payload))
@@ -361,6 +365,9 @@ class Pcpu:
             return
         vcpu.ended = how
         vcpu.detail = detail
+        dropped = vcpu.console.take_dropped()
+        if dropped:
+            self.send_machine(M.CONSOLE_DROPPED, self.index, vcpu.domid, dropped)
         now = self.now()
         if how == "shutdown":
             vcpu.info.state = DS_SHUTDOWN
@@ -604,6 +611,7 @@ class Pcpu:
             "slices": self.counts["slices"],
             "domain_switches": self.counts["switches"],
             "mm": self.mmu.stats(),
+            "events": dict(self.events.counts),
             "ipis_sent": self.counts["ipis_sent"],
             "ipis_received": self.counts["ipis_received"],
             "ipi_rtt_us": {"samples": len(rtt), "median": statistics.median(rtt) if rtt else None,

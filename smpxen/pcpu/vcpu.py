@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from smpxen.pcpu.bounce import ThreadState
+from smpxen.pcpu.console import ConsoleBudget
 from smpxen.shm.domains import DomainInfo
 from smpxen.xen.structs import SharedInfo
 
@@ -26,6 +27,7 @@ class Vcpu:
     ldt_base: int = 0           # MMUEXT_SET_LDT (linear address, entries); its pages
     ldt_ents: int = 0           # are mapped in the domain's PERDOMAIN area as they fault in
     thread: ThreadState = field(default_factory=ThreadState)   # traps, callbacks, stacks
+    console: ConsoleBudget = field(default_factory=ConsoleBudget)   # its output bound here
 
     @property
     def privileged(self) -> bool:

@@ -1,0 +1,39 @@
+"""The per-domain bound on console output (console_io writes), kept by the PCPU
+that runs the domain: a token bucket of BURST_BYTES refilled at RATE_BYTES_PER_S.
+A write that does not fit is dropped whole and counted; when output is admitted
+again (or the domain ends) the machine is told how much was lost, and shows it in
+place as a note. So a domain flooding its console costs the machine process (and
+its report) a bounded rate, whatever it writes."""
+from __future__ import annotations
+
+BURST_BYTES = 64 * 1024
+RATE_BYTES_PER_S = 64 * 1024
+# Every write costs at least this much of the budget: the machine's cost is per
+# message as much as per byte, so one-byte writes are bounded too (1 000/s).
+MIN_CHARGE = 64
+
+
+class ConsoleBudget:
+    __slots__ = ("tokens", "stamp", "dropped")
+
+    def __init__(self):
+        self.tokens = float(BURST_BYTES)
+        self.stamp: float | None = None
+        self.dropped = 0           # bytes dropped since the last admitted write
+
+    def admit(self, nbytes: int, now: float) -> tuple[bool, int]:
+        """(write it?, bytes dropped before it that the machine must be told of)."""
+        if self.stamp is not None:
+            self.tokens = min(float(BURST_BYTES), self.tokens + (now - self.stamp) * RATE_BYTES_PER_S)
+        self.stamp = now
+        cost = max(nbytes, MIN_CHARGE)
+        if cost > self.tokens:
+            self.dropped += nbytes
+            return False, 0
+        self.tokens -= cost
+        dropped, self.dropped = self.dropped, 0
+        return True, dropped
+
+    def take_dropped(self) -> int:
+        dropped, self.dropped = self.dropped, 0
+        return dropped
