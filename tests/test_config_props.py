@@ -117,7 +117,8 @@ def pair(good, bad):
 
 
 u64 = pair(st.integers(0, (1 << 64) - 1), big_ints)
-names = pair(st.integers(0, 10 ** 6).map("d{}-{{index}}".format) | st.sampled_from(["é{index}", "x" * 200]),
+names = pair(st.integers(0, 10 ** 6).map("d{}-{{index}}".format)
+             | st.sampled_from(["é{index}", "x" * 200]),
              st.one_of(text, st.sampled_from(["", "a\nb", "{index:02}", "{domid}", "dom0"])))
 cmdlines = pair(st.sampled_from(["", "hello {domid} ({name})", "{index}", "{{x}}", "x" * 200]),
                 st.one_of(text, st.sampled_from(["{", "x" * 255, "x" * 250 + "{domid}",

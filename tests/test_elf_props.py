@@ -21,7 +21,8 @@ EDGE_WORDS = [0, 1, 2, 0x20, 0x28, 0x34, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 0xF
               0xC0000000, 0xBFFFF000, 0xFBFFF000, 0xFC000000, 0xFFFFF000, MAX_IMAGE_BYTES,
               len(VALID), len(VALID) - 1, len(VALID) + 1]
 words = st.one_of(st.sampled_from(EDGE_WORDS), st.integers(0, 0xFFFFFFFF))
-halves = st.one_of(st.sampled_from([0, 1, 2, 3, 0x20, 0x28, 0xFF00, 0xFFFF]), st.integers(0, 0xFFFF))
+halves = st.one_of(st.sampled_from([0, 1, 2, 3, 0x20, 0x28, 0xFF00, 0xFFFF]),
+                   st.integers(0, 0xFFFF))
 
 
 def _workfile(tmp_path_factory):
@@ -122,7 +123,8 @@ def crafted(draw):
     extra = [(draw(st.integers(0, 40)), rnd.choice([0, 1, 3, 8]), 0, 0, draw(words), draw(words))
              for _ in range(rnd.choice([0, 0, 1, 2]))]
     sections = [(0, 0, 0, 0, 0, 0), (1, 3, 0, 0, field(strtab_off), field(len(strtab))),
-                (field(11, st.integers(0, 30)), 1, 0, 0, field(guest_off), field(len(gbytes)))] + extra
+                (field(11, st.integers(0, 30)), 1, 0, 0, field(guest_off), field(len(gbytes)))]
+    sections += extra
     ident = b"\x7fELF\x01\x01\x01" + bytes(9)
     ehdr = struct.pack("<16sHHIIIIIHHHHHH", ident, field(2, st.integers(0, 4)), 3, 1, entry,
                        field(phoff), field(shoff), 0, 52, field(32, halves), nph,

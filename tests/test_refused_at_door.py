@@ -47,7 +47,8 @@ def test_200_domains_refused_at_load(tmp_path, no_leaks):
         memory_mib = 1
         count = 200
     """)
-    assert line.endswith("domain[0].count: makes 200 domains; the hypervisor's domain table holds 128")
+    assert line.endswith("domain[0].count: makes 200 domains; "
+                         "the hypervisor's domain table holds 128")
 
 
 @pytest.mark.timeout(60)
@@ -137,7 +138,8 @@ def test_what_loads_builds(tmp_path_factory, cpus, dom0, slack_mib, entries):
     """The smallest machine that fits loads and builds every domain; one MiB less
     is refused at load."""
     ndoms = dom0 + sum(n for _m, n in entries)
-    need = (dom0 * MIB) + sum(m * n * MIB for m, n in entries) + ndoms * DOMAIN_EXTRA_FRAMES * PAGE_SIZE
+    need = (dom0 * MIB + sum(m * n * MIB for m, n in entries)
+            + ndoms * DOMAIN_EXTRA_FRAMES * PAGE_SIZE)
     memory_mib = 8
     while (memory_mib * MIB) - Layout.reserve_bytes(cpus, memory_mib * MIB) < need:
         memory_mib += 1
@@ -147,7 +149,8 @@ def test_what_loads_builds(tmp_path_factory, cpus, dom0, slack_mib, entries):
     if dom0:
         text += '[dom0]\nkernel = "hello"\nmemory_mib = 1\n'
     for i, (m, n) in enumerate(entries):
-        text += f'[[domain]]\nname = "e{i}-{{index}}"\nkernel = "hello"\nmemory_mib = {m}\ncount = {n}\n'
+        text += (f'[[domain]]\nname = "e{i}-{{index}}"\nkernel = "hello"\n'
+                 f'memory_mib = {m}\ncount = {n}\n')
     p = tmp_path_factory.getbasetemp() / "fits.toml"
     p.write_text(text)
     if slack_mib < 0:

@@ -68,15 +68,16 @@ MIN_CPUS, MAX_CPUS = 1, 64
 # Up to 4 GiB: a non-PAE page-table entry holds a 20-bit frame number.
 MACHINE_MEMORY_MIB = (8, 4096)
 DOMAIN_MEMORY_MIB = (1, 1024)
-# A sanity range, not a failure point: the time code copes with more, real crystals
-# stay within about +-100 ppm.
+# A sanity range, not a failure point: machines with +-10 % run (xen2 shows the
+# skew, percpu corrects it); real crystals stay within about +-100 ppm.
 MAX_DRIFT_PPM = 1000.0
 # The cycle counter's frequency. Below: guests derive cpu_khz = cpu_freq / 1000 and
 # divide (1000 << 32) by it, which faults (#DE) unless cpu_khz > 1000; what they
-# get is the calibrated frequency, not the configured one, hence the margin. Above: XenLinux-style guests extrapolate time from the
-# low 32 bits of the counter as a signed delta, so 2^31 cycles must outlast the
-# gaps between the hypervisor's time updates (a 10 ms tick, later when the host
-# is busy): 20 GHz gives 107 ms (at 100 GHz, 21 ms, guests saw time go back).
+# get is the calibrated frequency, not the configured one, hence the margin.
+# Above: XenLinux-style guests extrapolate time from the low 32 bits of the
+# counter as a signed delta, so 2^31 cycles must outlast the gaps between the
+# hypervisor's time updates (a 10 ms tick, later when the host is busy): 20 GHz
+# gives 107 ms (at 100 GHz, 21 ms, guests saw time go back).
 MIN_FREQ_MHZ, MAX_FREQ_MHZ = 2.0, 20_000.0
 FREQ_WHY = ("MHz; guests divide by cpu_khz, which must exceed 1000, and extrapolate time "
             "over at most 2^31 cycles, 107 ms at 20 GHz")
@@ -626,8 +627,9 @@ def load_config(
     if total + overhead > available:
         plus = ""
         if overhead:
+            plural = "s" if ndomains != 1 else ""
             plus = (f" plus {_fmt_size(overhead)} the hypervisor takes for {ndomains} "
-                    f"domain{'s' if ndomains != 1 else ''} ({_fmt_size(domain_overhead_bytes)} each)")
+                    f"domain{plural} ({_fmt_size(domain_overhead_bytes)} each)")
         raise ck.error("domain", f"total domain memory {_fmt_mib(total)}{plus} exceeds the "
                                  f"{_fmt_mib(memory_bytes)} machine less {_fmt_mib(reserved)} "
                                  f"reserved for the hypervisor")
