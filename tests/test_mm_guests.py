@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from smpxen.testing import run_up, write_config
+from smpxen.xen.xen import EVTCHNSTAT_virq
 
 MEMORY_MIB = 96
 
@@ -188,7 +189,8 @@ def test_address_space_and_writable_page_tables(cpus, tmp_path, no_leaks):
         r = lines(d)
         if d["name"].startswith("wrpt"):
             assert r == {"vm_assist": 0, "pin_l1": 0, "hook_l1": 0, "map_l1_ro": 0,
-                         "wrpt_errors": 0, "wrpt_rounds": 60}, d["name"]
+                         "wrpt_errors": 0, "wrpt_rounds": 60,
+                         "arg_in_disconnected": 0, "arg_status": EVTCHNSTAT_virq}, d["name"]
         else:
             assert r == ADDRSPACE | {"loops": 100}, d["name"]
     faults = sum(p["mm"]["ptwr_faults"] for p in result.report["pcpus"])

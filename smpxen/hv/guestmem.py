@@ -2,7 +2,10 @@
 copy_to_user): walk the domain's page tables in machine RAM, honour present and
 writable bits (Xen runs with CR0.WP), and refuse anything at or above
 HYPERVISOR_VIRT_START. Any failure is a GuestFault, which hypercalls turn into
--EFAULT: a wild guest pointer never reaches the PCPU."""
+-EFAULT: a wild guest pointer never reaches the PCPU. A page directory entry that
+is not present may be the hypervisor's own doing (a writable page table
+disconnected): `reconnect(va)` gets a chance to restore it, as Xen's page-fault
+handler does for the hypervisor's accesses, before the walk is given up."""
 from __future__ import annotations
 
 import struct
@@ -24,6 +27,7 @@ class GuestMemory:
         self.mem = ram.mem
         self.nr_frames = nr_frames
         self.cr3 = 0          # machine address of the current page directory
+        self.reconnect = None  # va -> bool: restored a not-present PDE (set by the PCPU)
 
     def translate(self, va: int, write: bool) -> int:
         """Machine address of guest virtual address va."""
@@ -31,6 +35,8 @@ class GuestMemory:
             raise GuestFault(va, write, "outside the guest's address space")
         pde = _u32.unpack_from(self.mem, (self.cr3 & ~0xFFF) + ((va >> 22) << 2))[0]
         if not pde & _PAGE_PRESENT:
+            if self.reconnect is not None and self.reconnect(va):
+                return self.translate(va, write)
             raise GuestFault(va, write, "page directory entry not present")
         if write and not pde & _PAGE_RW:
             raise GuestFault(va, write, "read-only (page directory)")

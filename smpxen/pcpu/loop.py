@@ -87,6 +87,7 @@ class Pcpu:
         self.core.on_rdtsc = self.clock.read_tsc
         self.mem = GuestMemory(self.ram, self.layout.nr_frames)
         self.mmu = PcpuMM(self)
+        self.mem.reconnect = self.mmu.reconnect
         self.hv = HvContext(self)
         self.traps = GuestTraps(self)        # bouncing faults and interrupts (pcpu/bounce.py)
         self.events = EventDelivery(self)    # event channels, VIRQs, upcalls (pcpu/events.py)

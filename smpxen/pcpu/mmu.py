@@ -392,6 +392,16 @@ class PcpuMM:
             self.crash_current(f"writable page table: bad entry {bad[1]:#010x} written at "
                                f"L1 {s.l1_mfn:#x}[{bad[0]}] (refused at reconnection)")
 
+    def reconnect(self, va: int) -> bool:
+        """The hypervisor touched the disconnected 4 MiB region (a hypercall argument
+        there): reconnect the active writable page table, as Xen's page-fault path
+        does for its own accesses. False if va is not in that region."""
+        active = self.ptwr[PTWR_PT_ACTIVE]
+        if active is None or (va >> 22) != (active.l2e_ma & 0xFFF) >> 2:
+            return False
+        self.ptwr_flush(PTWR_PT_ACTIVE)
+        return True
+
     def cleanup_writable_pagetables(self) -> None:
         for which in (PTWR_PT_ACTIVE, PTWR_PT_INACTIVE):
             if self.ptwr[which] is not None:

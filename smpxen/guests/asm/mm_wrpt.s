@@ -108,6 +108,28 @@ wr_back:
     mov eax, edi
     mov esi, t_rounds
     call report
+
+    # A hypercall argument in the disconnected 4 MiB region: as Xen's page-fault path
+    # does for its own accesses, the hypervisor reconnects the L1 and the call goes
+    # through (event_channel_op status of our port 0, its op at NEWVA).
+    mov edx, [data_mfn]
+    shl edx, 12
+    or edx, PTE_RW
+    mov [0xC0300000], edx           # entry 0 -> data page 0 (disconnects the L1)
+    mov dword ptr [0xC4000000], EVTCHNOP_status   # (reconnects it)
+    mov dword ptr [0xC4000004], 0
+    mov word ptr [0xC4000008], DOMID_SELF
+    mov dword ptr [0xC400000C], 0
+    mov dword ptr [0xC4000010], 0xFFFFFFFF
+    mov dword ptr [0xC0300004], 0   # another direct write: disconnected again
+    mov eax, HYPERVISOR_event_channel_op
+    mov ebx, 0xC4000000
+    int 0x82
+    mov esi, t_arg_disc
+    call report
+    mov eax, [0xC4000010]           # the status it wrote back (EVTCHNSTAT_virq)
+    mov esi, t_arg_status
+    call report
     ret
 
 wr_hostile:
@@ -124,6 +146,8 @@ t_map_l1: .asciz "map_l1_ro"
 t_errors: .asciz "wrpt_errors"
 t_rounds: .asciz "wrpt_rounds"
 t_survived: .asciz "bad_entry_survived"
+t_arg_disc: .asciz "arg_in_disconnected"
+t_arg_status: .asciz "arg_status"
 .align 4
 rounds: .long 0
 l2_mfn: .long 0
