@@ -14,6 +14,7 @@ GROUPS = {
     "time": ("smpxen.bench.timebench", "run"),
     "mm": ("smpxen.bench.mm", "run"),
     "events": ("smpxen.bench.events", "run"),
+    "soak": ("smpxen.bench.soak", "run"),
 }
 
 

@@ -1,5 +1,6 @@
 """Event-channel benchmarks (`smpxen bench` keys evtchn_rtt_us, evtchn_oneway_us,
-upcalls_per_s, pingpong_1m), all measured by the bundled evtchn_pingpong guest:
+upcalls_per_s), all measured by the bundled evtchn_pingpong guest (the million-event
+runs are in the soak group, smpxen/bench/soak.py):
 
 - evtchn_rtt_us: two domains pinned to PCPUs 0 and 1 bounce an event; the
   initiator times every round trip with rdtsc (send hypercall to the return from
@@ -9,9 +10,7 @@ upcalls_per_s, pingpong_1m), all measured by the bundled evtchn_pingpong guest:
   counters cannot time one direction: under xen2 PCPU 1 zeroes its counter when the
   boot IPI arrives, which is itself one message latency late.
 - upcalls_per_s: one domain sends to itself over a loopback channel; every send
-  is an upcall on return from the hypercall (elapsed rdtsc over the loop).
-- pingpong_1m (not with --quick): the cross-PCPU pair for 500 000 round trips =
-  one million events; events received, lost (10 s timeouts), duplicated, seconds."""
+  is an upcall on return from the hypercall (elapsed rdtsc over the loop)."""
 from __future__ import annotations
 
 import tempfile
@@ -75,22 +74,9 @@ def upcalls(count: int) -> dict:
     return {"upcalls_per_s": round(count / (v["elapsed_us"] / 1e6))}
 
 
-def million() -> dict:
-    count = 500_000
-    values = _run(_pair_config(count), 3600)
-    return {"pingpong_1m": {
-        "events": sum(v["received"] for v in values.values()),
-        "lost": sum(v["lost"] for v in values.values()),
-        "duplicated": sum(v["duplicates"] for v in values.values()),
-        "seconds": round(max(v["elapsed_us"] for v in values.values()) / 1e6, 1)}}
-
-
 def run(progress, quick: bool = False) -> dict:
     progress("event-channel ping-pong between PCPU 0 and PCPU 1")
     out = pingpong(2_000 if quick else 20_000, 300)
     progress("upcalls over a loopback channel, 1 PCPU")
     out.update(upcalls(5_000 if quick else 50_000))
-    if not quick:
-        progress("one million events between PCPU 0 and PCPU 1 (several minutes)")
-        out.update(million())
     return out
