@@ -14,10 +14,11 @@ import string
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smpxen.config import (BVT_KEYS, CLOCK_KEYS, CONSOLE_IO_MODES, DOM0_KEYS, DOMAIN_KEYS,
-                           MACHINE_KEYS, MAX_CMDLINE, MAX_DOMID, MAX_DRIFT_PPM, MAX_FREQ_MHZ,
-                           MAX_OFFSET_CYCLES, MIN_FREQ_MHZ, PCPU_CLOCK_KEYS, SCHEDULERS,
-                           TIME_MODELS, TOP_KEYS, ConfigError, MachineConfig, load_config)
+from smpxen.config import ConfigError, MachineConfig, load_config
+from smpxen.config.schema import (BVT_KEYS, CLOCK_KEYS, CONSOLE_IO_MODES, DOM0_KEYS, DOMAIN_KEYS,
+                                  MACHINE_KEYS, MAX_CMDLINE, MAX_DOMID, MAX_DRIFT_PPM, MAX_FREQ_MHZ,
+                                  MAX_OFFSET_CYCLES, MIN_FREQ_MHZ, PCPU_CLOCK_KEYS, SCHEDULERS,
+                                  TIME_MODELS, TOP_KEYS)
 from smpxen.domain.builder import DOMAIN_EXTRA_FRAMES
 from smpxen.shm.layout import MAX_DOMAINS, Layout
 from smpxen.xen.arch_x86_32 import PAGE_SIZE
