@@ -1,5 +1,6 @@
 """Every way a machine can end leaves no process and no /dev/shm segment behind."""
 import os
+import select
 import signal
 import subprocess
 import time
@@ -25,18 +26,22 @@ cmdline = "4000000000"
 
 
 def start_machine(tmp_path, text=LONG):
+    """Start a machine and return once Domain-0 has printed its first line: by then
+    both PCPUs are online and running guests, however loaded the host is."""
     cfg = write_config(tmp_path, text)
     proc = spawn_machine("up", "--config", cfg, "--report", tmp_path / "r.json",
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    give_up = time.monotonic() + 30
-    while time.monotonic() < give_up:
-        kids = psutil.Process(proc.pid).children()
-        if len(kids) == 2:
-            time.sleep(1.0)          # let them come online and start the guests
-            return proc, [k.pid for k in kids]
-        time.sleep(0.05)
-    kill_group(proc)
-    raise AssertionError("PCPU processes did not start")
+    first = proc.stdout.readline() if _readable(proc.stdout, 30) else ""
+    kids = psutil.Process(proc.pid).children() if proc.poll() is None else []
+    if "dom0 up" not in first or len(kids) != 2:
+        kill_group(proc)
+        raise AssertionError(f"the machine did not come up: {first!r}, {len(kids)} PCPUs")
+    proc.first_line = first
+    return proc, [k.pid for k in kids]
+
+
+def _readable(stream, timeout: float) -> bool:
+    return bool(select.select([stream], [], [], timeout)[0])
 
 
 def finish(proc, within=10):
@@ -44,7 +49,7 @@ def finish(proc, within=10):
         out, err = proc.communicate(timeout=within)
     finally:
         kill_group(proc)
-    return proc.returncode, out, err
+    return proc.returncode, getattr(proc, "first_line", "") + out, err
 
 
 def gone(pids):
