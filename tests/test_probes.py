@@ -21,6 +21,11 @@ SHORT_RUNS = {
     "descriptor_accessed": [],
     "ldt": [],
     "keystone_quirks": [],
+    "lock_atomicity": ["300000"],
+    "emu_stop_thread": ["100"],
+    "slicing_cost": ["2"],
+    "tb_coherence": [],
+    "zmq_startup": ["300"],
     "stop_rollback": ["300"],
     "hook_eip_write": ["0.5"],
 }
