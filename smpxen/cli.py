@@ -38,10 +38,15 @@ def main():
                    "skew (report key time_skew).")
 @click.option("--migrate", "migrate", multiple=True, metavar="DOMAIN:MS",
               help="Move DOMAIN to the next PCPU every MS milliseconds (repeatable).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Change a config key before the config is checked (repeatable): tables by "
+                   "dotted path, arrays of tables by index, e.g. --set machine.time_model=percpu "
+                   "--set domain.0.cmdline=200000 --set clock.pcpu.1.drift_ppm=50. VALUE is a "
+                   "TOML value, or else a plain string.")
 @click.option("--status", "status_s", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
               help="Print a status line (elapsed time, domains still running) on stderr this "
                    "often; 0 turns it off. Default: every 10 s when stderr is a terminal.")
-def up(cpus, config_path, report, timeout, quiet, probe_time_ms, migrate, status_s):
+def up(cpus, config_path, report, timeout, quiet, probe_time_ms, migrate, sets, status_s):
     """Boot a machine and run its domains until they have all shut down.
 
     \b
@@ -59,9 +64,11 @@ def up(cpus, config_path, report, timeout, quiet, probe_time_ms, migrate, status
         cfg = load_config(path, cpus=cpus, bundled_guests=bundled_guest_names(),
                           reserve_bytes=Layout.reserve_bytes,
                           domain_overhead_bytes=DOMAIN_EXTRA_FRAMES * PAGE_SIZE,
-                          max_domains=MAX_DOMAINS)
+                          max_domains=MAX_DOMAINS, overrides=sets)
     except ConfigError as e:
-        click.echo(f"smpxen: {e}", err=True)
+        from smpxen.config.overrides import set_origin
+        origin = set_origin(e.key, sets)
+        click.echo(f"smpxen: {e}" + (f" (from --set {origin})" if origin else ""), err=True)
         sys.exit(2)
     moves = []
     for item in migrate:
