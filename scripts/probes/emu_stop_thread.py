@@ -1,8 +1,9 @@
 """Probe: uc.emu_stop() called from another thread ends a running uc.emu_start(),
 because emu_start releases the GIL while it emulates.
 
-1. A pure-Python thread keeps counting while the main thread is inside a 0.1 s
-   emu_start (it could not if emu_start held the GIL).
+1. A pure-Python thread keeps counting while the main thread is inside an
+   emu_start that a timer thread stops after 0.1 s (neither thread could run if
+   emu_start held the GIL).
 2. A watcher thread stops a spinning guest STOPS times, each 0.2-1 ms after the
    slice began, repeating the stop every millisecond until the main thread has
    returned (as smpxen/pcpu/watcher.py does: a stop issued just before emu_start
@@ -13,8 +14,8 @@ because emu_start releases the GIL while it emulates.
 
     python scripts/probes/emu_stop_thread.py [STOPS]      (default 500)
 
-Exits 1 if the counting thread did not run, or a slice ran to its end although
-it was stopped."""
+Exits 1 if the counting thread did not run or the timer's stop did not end the
+run, or a slice ran to its end although it was stopped."""
 import ctypes
 import mmap
 import random
@@ -46,9 +47,12 @@ def make_core(block_starts_only: bool) -> tuple[Uc, int]:
     return uc, CODE + len(code) - 1
 
 
-def python_progress_during_emulation() -> int:
+def python_progress_during_emulation() -> tuple[int, bool]:
+    """(loops a Python thread made during a 0.1 s emu_start, whether a timer thread's
+    emu_stop ended that run early). Neither could happen if emu_start held the GIL."""
     uc = make_core(False)[0]
-    uc.mem_write(0x2000, asm("spin: jmp spin", 0x2000))
+    # bounded, so that a run emu_stop cannot end still returns (after seconds)
+    uc.mem_write(0x2000, asm(f"mov ecx, {ITERATIONS * 8}\nspin:\n dec ecx\n jnz spin\n hlt", 0x2000))
     count, done = [0], threading.Event()
 
     def counter():
@@ -56,14 +60,15 @@ def python_progress_during_emulation() -> int:
             count[0] += 1
     t = threading.Thread(target=counter)
     t.start()
-    time.sleep(0.01)
+    timer = threading.Timer(0.1, uc.emu_stop)
+    timer.start()
     before = count[0]
-    threading.Timer(0.1, uc.emu_stop).start()
     uc.emu_start(0x2000, EXIT)
     during = count[0] - before
     done.set()
     t.join()
-    return during
+    timer.join()
+    return during, uc.reg_read(R.UC_X86_REG_ECX) != 0
 
 
 def stop_latencies(stops: int, block_starts_only: bool) -> tuple[list[float], int]:
@@ -112,15 +117,16 @@ def summary(us: list[float]) -> str:
 
 def main() -> int:
     stops = int(sys.argv[1]) if len(sys.argv) > 1 else 500
-    progress = python_progress_during_emulation()
+    progress, stopped_early = python_progress_during_emulation()
     default, ran_default = stop_latencies(stops, False)
     blocks, ran_blocks = stop_latencies(stops, True)
     print(f"a Python thread looped {progress} times during a 0.1 s emu_start (GIL released)")
     print(f"emu_stop from a thread -> emu_start returns, {stops} stops: default {summary(default)}; "
           f"block starts only {summary(blocks)}")
     failures = []
-    if progress == 0:
-        failures.append("emu_start held the GIL: the other thread made no progress")
+    if progress == 0 or not stopped_early:
+        failures.append(f"emu_start held the GIL: the counting thread made {progress} loops, "
+                        f"the timer's emu_stop {'ended' if stopped_early else 'did not end'} the run")
     if ran_default or ran_blocks:
         failures.append(f"{ran_default + ran_blocks} slices ran to the end although stopped")
     for f in failures:

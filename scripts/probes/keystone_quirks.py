@@ -57,7 +57,7 @@ def main() -> int:
                    f"push offset lab -> {offset}, push lab -> {plain.hex() if isinstance(plain, bytes) else plain}"))
 
     accented = assemble("nop ; caf\u00e9")
-    checks.append(("non-ASCII source refused", isinstance(accented, str), f"-> {accented}"))
+    checks.append(("non-ASCII source refused", isinstance(accented, str), f"non-ASCII source -> {accented}"))
 
     straight = assemble(".macro two\n inc eax\n inc ebx\n.endm\n two\n two\n hlt")
     numeric = assemble(".macro spin\n1: jmp 1b\n.endm\n spin\n hlt")
@@ -68,8 +68,8 @@ def main() -> int:
                    f"numeric label -> {numeric}, \\@ label x2 -> "
                    f"{unique.hex() if isinstance(unique, bytes) else unique}"))
 
-    for quirk, present, seen in checks:
-        print(f"{quirk}: {'yes' if present else 'NO'} ({seen})")
+    print("; ".join(seen for _q, _p, seen in checks[:3]))
+    print("; ".join(seen for _q, _p, seen in checks[3:]))
     gone = [q for q, present, _s in checks if not present]
     for q in gone:
         print("FACT NO LONGER HOLDS:", q)

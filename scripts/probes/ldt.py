@@ -14,7 +14,6 @@
 Exits 1 naming the point that no longer holds."""
 import ast
 import mmap
-import os
 import pickle
 import subprocess
 import sys

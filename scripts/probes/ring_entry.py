@@ -32,30 +32,30 @@ def main() -> int:
             cpu.uc.reg_write(R.UC_X86_REG_SS, RING_SELECTORS[ring][1])
         except UcError:
             refused.append(ring)
-    print(f"reg_write(SS) from ring 0 with a ring-1 / ring-3 selector: "
-          f"{'refused' if refused == [1, 3] else 'accepted for ring ' + str(sorted({1, 3} - set(refused)))}")
     if refused != [1, 3]:
-        failures.append("reg_write of SS into another ring is no longer refused")
+        failures.append(f"reg_write of SS into ring(s) {sorted({1, 3} - set(refused))} is no longer refused")
 
     start = cpu.enter(0, CODE)
     cpu.uc.reg_write(R.UC_X86_REG_CS, RING_SELECTORS[1][0])
-    seen = cpu.run(start) + cpu.resume()
-    vectors = [v for v, _eip, _cpl in seen]
-    stayed = vectors == [TRAP, TRAP]
-    print(f"CS := ring-1 code selector from ring 0: {'still ring 0' if stayed else 'left ring 0'} "
-          f"(privileged mov from CR0 {'ran' if stayed else 'faulted'})")
+    vectors = [v for v, _eip, _cpl in cpu.run(start) + cpu.resume()]
+    stayed = vectors == [TRAP, TRAP]          # the privileged mov between them did not fault
     if not stayed:
         failures.append(f"writing CS changed the privilege level (interrupts {vectors})")
+    print(f"from ring 0: reg_write(SS) with a ring-1/ring-3 selector "
+          f"{'refused' if refused == [1, 3] else 'accepted'}; after CS := ring-1 code selector "
+          f"`mov eax, cr0` {'still runs (ring 0)' if stayed else 'faults'}")
 
+    entered = []
     for ring in (1, 3):
         seen = cpu.run(cpu.enter(ring, CODE))
         cs, ss = cpu.reg(R.UC_X86_REG_EBX), cpu.reg(R.UC_X86_REG_ECX)
         seen += cpu.resume()
         ok = (cs & 3, ss & 3) == (ring, ring) and [v for v, _e, _c in seen] == [TRAP, GP]
-        print(f"iretd from ring 0 into ring {ring}: guest reads cs={cs:#x} ss={ss:#x}, "
-              f"mov eax, cr0 -> {'#GP' if ok else seen}")
+        entered.append(f"ring {ring}: cs={cs:#x} ss={ss:#x}, mov eax, cr0 -> "
+                       f"{'#GP' if ok else [v for v, _e, _c in seen]}")
         if not ok:
             failures.append(f"iret into ring {ring} did not give CPL {ring}: cs={cs:#x} ss={ss:#x} {seen}")
+    print("iretd from a ring-0 trampoline: " + "; ".join(entered))
     for f in failures:
         print("FACT NO LONGER HOLDS:", f)
     return 1 if failures else 0
