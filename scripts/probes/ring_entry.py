@@ -6,6 +6,10 @@
    the core in ring 0 (a `mov eax, cr0` still runs, no #GP).
 3. An `iretd` from ring 0 with a frame on the ring-0 stack does enter ring 1 and
    ring 3: there CS and SS read back with RPL 1 / 3 and `mov eax, cr0` raises #GP.
+4. The way back to ring 0 without restoring a saved context (smpxen/pcpu/bounce.py
+   enter_via_trampoline, which keeps the guest's FPU state): writing the ring-0 SS
+   from ring 3 is refused, but with CR0.PE and PG cleared for a moment SS can be
+   set to 0, and after CR0 is restored the ring-0 CS and SS can be written.
 
     python scripts/probes/ring_entry.py
 
@@ -15,9 +19,10 @@ import sys
 from unicorn import UcError
 from unicorn import x86_const as R
 
-from _bare32 import CODE, RING_SELECTORS, Bare32
+from _bare32 import CODE, RING0_CS, RING0_DS, RING_SELECTORS, Bare32
 
 GP, TRAP = 13, 0x80
+CR0_PE, CR0_PG = 1, 1 << 31
 GUEST = "mov ebx, cs\n mov ecx, ss\n int 0x80\n mov eax, cr0\n int 0x80"
 
 
@@ -56,6 +61,27 @@ def main() -> int:
         if not ok:
             failures.append(f"iret into ring {ring} did not give CPL {ring}: cs={cs:#x} ss={ss:#x} {seen}")
     print("iretd from a ring-0 trampoline: " + "; ".join(entered))
+
+    # Back to ring 0 from the ring-3 stop above, keeping the rest of the context.
+    try:
+        cpu.uc.reg_write(R.UC_X86_REG_SS, RING0_DS)
+        direct = "accepted"
+    except UcError:
+        direct = "refused"
+    cr0 = cpu.reg(R.UC_X86_REG_CR0)
+    cpu.uc.reg_write(R.UC_X86_REG_CR0, cr0 & ~(CR0_PE | CR0_PG))
+    cpu.uc.reg_write(R.UC_X86_REG_SS, 0)
+    cpu.uc.reg_write(R.UC_X86_REG_CR0, cr0)
+    cpu.uc.reg_write(R.UC_X86_REG_CS, RING0_CS)
+    cpu.uc.reg_write(R.UC_X86_REG_SS, RING0_DS)
+    back = [v for v, _e, _c in cpu.run(CODE + 6)]    # mov eax, cr0; int 0x80
+    in_ring0 = back == [TRAP]
+    print(f"from ring 3: reg_write(SS) with the ring-0 selector {direct}; clearing CR0.PE|PG, "
+          f"SS := 0, restoring CR0, then ring-0 CS and SS: `mov eax, cr0` "
+          f"{'runs (ring 0)' if in_ring0 else 'faults'}")
+    if direct != "refused" or not in_ring0:
+        failures.append(f"the way back to ring 0 changed: direct SS write {direct}, "
+                        f"after the CR0 detour interrupts {back}")
     for f in failures:
         print("FACT NO LONGER HOLDS:", f)
     return 1 if failures else 0
