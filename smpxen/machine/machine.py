@@ -373,7 +373,12 @@ class Machine:
                     rec.ran_on.add(i)
                     rec.ran_on.update(ds.pop("pcpus_ran", []))
                     for k, v in ds.items():
-                        rec.stats[k] = rec.stats.get(k, 0) + v
+                        if isinstance(v, dict):        # histograms: summed key by key
+                            total = rec.stats.setdefault(k, {})
+                            for name, n in v.items():
+                                total[name] = total.get(name, 0) + n
+                        else:
+                            rec.stats[k] = rec.stats.get(k, 0) + v
             pcpus.append(st)
         rtts = [p["ipi_rtt_us"]["median"] for p in pcpus
                 if isinstance(p.get("ipi_rtt_us"), dict) and p["ipi_rtt_us"].get("median") is not None]
@@ -396,6 +401,8 @@ class Machine:
                 "console_lines_dropped": self.console.lines_dropped.get(r.domid, 0),
                 "console_bytes_dropped": self.console.bytes_dropped.get(r.domid, 0),
                 "ended": r.ended, "hypercalls": r.stats.get("hypercalls", 0),
+                "hypercall_results": r.stats.get("hypercall_results", {}),
+                "hypercalls_by_number": r.stats.get("hypercalls_by_number", {}),
                 "cpu_time_ns": r.stats.get("cpu_time_ns", 0), "bvt": r.bvt,
             } for r in sorted(self.records.values(), key=lambda r: r.domid)],
         }

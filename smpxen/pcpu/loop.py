@@ -12,6 +12,7 @@ import traceback
 
 import psutil
 import zmq
+from unicorn import UC_ERR_INSN_INVALID
 
 from smpxen.hv.dispatch import do_hypercall
 from smpxen.hv.guestmem import GuestMemory
@@ -462,6 +463,9 @@ class Pcpu:
         except Exception as e:
             what = (f"hypercall {hypercall_name(self._hypercall_nr)}" if self._hypercall_nr is not None
                     else f"interrupt {vector:#x}")
+            if self._hypercall_nr is not None:      # no result, but the histogram still sums to hypercalls
+                res = self.current.hypercall_results
+                res["hypervisor_error"] = res.get("hypervisor_error", 0) + 1
             self.end_domain(self.current, "crashed", -1, error_detail(what, e))
             self.core.stop()
 
@@ -471,13 +475,23 @@ class Pcpu:
         self._hypercall_nr = None
         if vector == HYPERCALL_VECTOR and cpl == 1:
             args = core.hypercall_args()
-            self._hypercall_nr = args[0] & (NR_HYPERCALLS - 1)
+            nr = self._hypercall_nr = args[0] & (NR_HYPERCALLS - 1)
             self.counts["hypercalls"] += 1
-            self.current.hypercalls += 1
-            core.set_result(do_hypercall(self.hv, *args))
+            v = self.current
+            v.hypercalls += 1
+            v.hypercalls_by_nr[nr] += 1
+            rc = do_hypercall(self.hv, *args)
+            core.set_result(rc)
+            # The result histogram, with int keys (named at report time): errnos and 0
+            # as themselves, any positive value as 1.
+            key = rc if rc <= 0 else 1
             if self.exit is not None:
+                if self.exit == EXIT_PREEMPTED:
+                    key = "continuation"
+                v.hypercall_results[key] = v.hypercall_results.get(key, 0) + 1
                 core.stop()
                 return
+            v.hypercall_results[key] = v.hypercall_results.get(key, 0) + 1
             # test_all_events on the way back to the guest: run_slice bounces to the
             # event callback.
             if event_pending(self.current.shared):
@@ -550,7 +564,12 @@ class Pcpu:
         try:
             self.core.run(self.resume_eip)
         except UcError as e:
-            self.exit = ("error", str(e))
+            if e.errno == UC_ERR_INSN_INVALID:
+                # QEMU's #UD ends emu_start (EIP at the instruction) instead of reaching
+                # the hook; Xen's do_invalid_op bounces it to the guest like any fault.
+                self.exit = ("trap", x86.UD, self.core.eip(), self.core.cpl())
+            else:
+                self.exit = ("error", str(e))
         finally:
             w.running = False
         self.emulated_s += time.perf_counter() - t
@@ -629,7 +648,8 @@ class Pcpu:
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             "rss_bytes": proc.memory_info().rss,
             "domains": {d: {"hypercalls": v.hypercalls, "slices": v.slices,
-                            "cpu_time_ns": self._cpu_time(d), "pcpus_ran": sorted(v.pcpus_ran)}
+                            "cpu_time_ns": self._cpu_time(d), "pcpus_ran": sorted(v.pcpus_ran),
+                            **v.hypercall_stats()}
                         for d, v in self.vcpus.items()},
         }
 

@@ -39,7 +39,7 @@ def migrate_out(pcpu, domid: int, target: int) -> bool:
         "timer": timer,
         "thread": v.thread.to_dict(),
         "ldt": [v.ldt_base, v.ldt_ents],
-        "counts": [v.hypercalls, v.slices, sorted(v.pcpus_ran)],
+        "counts": [v.hypercalls, v.slices, sorted(v.pcpus_ran), v.hypercall_results, v.hypercalls_by_nr],
         "time_view": now + v.time_offset,        # the latest time the domain can have seen
         "time_offset": v.time_offset,
     }
@@ -59,7 +59,7 @@ def migrate_in(pcpu, payload: dict) -> None:
         v.context = pickle.loads(payload["context"])
     v.thread = ThreadState.from_dict(payload["thread"])
     v.ldt_base, v.ldt_ents = payload["ldt"]
-    v.hypercalls, v.slices, ran = payload["counts"]
+    v.hypercalls, v.slices, ran, v.hypercall_results, v.hypercalls_by_nr = payload["counts"]
     v.pcpus_ran = set(ran)
     pcpu.vcpus[domid] = v
     now = pcpu.now()

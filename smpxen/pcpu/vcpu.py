@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from smpxen.pcpu.bounce import ThreadState
 from smpxen.pcpu.console import ConsoleBudget
 from smpxen.shm.domains import DomainInfo
+from smpxen.xen.errno import errname
+from smpxen.xen.hypercall import NR_HYPERCALLS, name as hypercall_name
 from smpxen.xen.structs import SharedInfo
 
 
@@ -16,6 +18,10 @@ class Vcpu:
     shared: SharedInfo          # the domain's shared_info page
     context: object = None      # saved Unicorn context; None until first entry
     hypercalls: int = 0
+    # Results and numbers of its hypercalls, counted in the hook (pcpu/loop.py) with
+    # int keys; named only in the report (hypercall_stats below).
+    hypercall_results: dict = field(default_factory=dict)
+    hypercalls_by_nr: list = field(default_factory=lambda: [0] * NR_HYPERCALLS)
     slices: int = 0
     ended: str | None = None    # "shutdown" / "crashed" once it ended
     detail: str = ""
@@ -36,3 +42,15 @@ class Vcpu:
     @property
     def name(self) -> str:
         return self.info.name.decode(errors="replace")
+
+    def hypercall_stats(self) -> dict:
+        """The counters above by name, for the report: results as "0", "-EFAULT" (any
+        errno of smpxen/xen/errno.py), "positive", "continuation" (a preempted call the
+        guest makes again), "hypervisor_error"; numbers by hypercall name."""
+        results = {}
+        for key, n in self.hypercall_results.items():
+            name = key if isinstance(key, str) else "positive" if key > 0 else errname(key)
+            results[name] = results.get(name, 0) + n
+        return {"hypercall_results": results,
+                "hypercalls_by_number": {hypercall_name(nr): n
+                                         for nr, n in enumerate(self.hypercalls_by_nr) if n}}

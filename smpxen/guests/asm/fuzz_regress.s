@@ -1,0 +1,82 @@
+# fuzz_regress: focused checks for what the fuzz guest found, one "name=value" line
+# each (tests/test_fuzz.py).
+#
+# ud_*: an invalid opcode (ud2) in ring 1 is a #UD bounced to the guest's handler
+# for vector 6, with EIP at the instruction, as Xen 2.0's do_invalid_op does. (The
+# domain used to crash: QEMU ends emulation on an invalid opcode instead of raising
+# the exception through the interrupt hook.)
+#
+# Then hypercalls with known results, printing nothing, for the report's result
+# histogram: xen_version(0) > 0, xen_version(1) and number 23 -ENOSYS, a console
+# write from the hypervisor area -EFAULT, vm_assist type 3 -EINVAL, dom0_op from a
+# domU -EPERM, and a multicall (0) whose one entry's -ENOSYS is not a hypercall of
+# its own. With the trap table, the three report lines and the final shutdown the
+# domain makes 12 hypercalls.
+
+guest_main:
+    mov eax, 0                       # set_trap_table
+    mov ebx, regress_traps
+    int 0x82
+    mov esi, t_trap_table
+    call report
+ud_site:
+    ud2
+    mov esi, t_ud_handled
+    mov eax, [ud_count]
+    call report
+    mov eax, [ud_eip]
+    cmp eax, ud_site
+    sete al
+    movzx eax, al
+    mov esi, t_ud_eip
+    call report
+
+    mov eax, 17                      # xen_version(0)
+    xor ebx, ebx
+    int 0x82
+    mov eax, 17                      # xen_version(1)
+    mov ebx, 1
+    int 0x82
+    mov eax, 23
+    int 0x82
+    mov eax, 18                      # console_io(write, 16, 0xFC000000)
+    xor ebx, ebx
+    mov ecx, 16
+    mov edx, 0xFC000000
+    int 0x82
+    mov eax, 21                      # vm_assist(enable, 3)
+    xor ebx, ebx
+    mov ecx, 3
+    int 0x82
+    mov eax, 7                       # dom0_op
+    mov ebx, regress_traps
+    int 0x82
+    mov eax, 13                      # multicall([xen_version(1)], 1)
+    mov ebx, regress_multicall
+    mov ecx, 1
+    int 0x82
+    ret
+
+# #UD: note it, step over the 2-byte ud2, return
+ud_handler:
+    inc dword ptr [ud_count]
+    mov eax, [esp]
+    mov [ud_eip], eax
+    add dword ptr [esp], 2
+    iretd
+
+.align 4
+regress_traps:
+    .byte 6, 0, 0x19, 0x08
+    .long ud_handler
+    .long 0, 0
+regress_multicall:
+    .long 17, 1, 0, 0, 0, 0, 0, 0
+ud_count: .long 0
+ud_eip: .long 0
+t_trap_table: .asciz "set_trap_table"
+t_ud_handled: .asciz "ud_handled"
+t_ud_eip: .asciz "ud_eip_at_instruction"
+.align 16
+.space 4096
+boot_stack_top:
