@@ -13,7 +13,7 @@ import struct
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from smpxen.mm.memory import LDT_FIRST, LDT_PAGES, XEN_RO
+from smpxen.mm.constants import LDT_FIRST, LDT_PAGES, XEN_RO
 from smpxen.shm.frametable import (PGC_count_mask, PGT_count_mask, PGT_gdt_page,
                                    PGT_l1_page_table, PGT_ldt_page, PGT_type_mask,
                                    PGT_validated, PGT_writable_page)

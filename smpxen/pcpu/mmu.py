@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass
 
 from smpxen.arch import x86
-from smpxen.mm.memory import LDT_FIRST, MM
+from smpxen.mm.constants import LDT_FIRST
+from smpxen.mm.memory import MM
 from smpxen.shm.frametable import (PGT_l1_page_table, PGT_type_mask, PGT_va_mask, PGT_va_shift,
                                    PGT_va_unknown)
 from smpxen.shm.layout import GDT_VIRT_START, HV_GDT_VA, LDT_VIRT_START
