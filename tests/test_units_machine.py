@@ -284,3 +284,16 @@ def test_readme_hypercall_table_matches_the_hypervisor():
     for number, name in NAMES.items():
         assert rows[number][0] == name
         assert rows[number][1].startswith("**-ENOSYS**") == (number not in done), name
+
+
+def test_ram_larger_than_dev_shm_is_refused_before_it_exists(monkeypatch):
+    import os as _os
+    from smpxen.shm import ram as ram_module
+
+    class Full:
+        f_bavail, f_frsize = 10, 4096
+    monkeypatch.setattr(ram_module.os, "statvfs", lambda _path: Full())
+    before = set(_os.listdir(ram_module.SHM_DIR))
+    with pytest.raises(ram_module.OutOfSharedMemory, match="needs 16 MiB"):
+        ram_module.MachineRAM.create(16 << 20)
+    assert set(_os.listdir(ram_module.SHM_DIR)) == before

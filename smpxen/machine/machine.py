@@ -31,7 +31,7 @@ from smpxen.shm.domains import DomainTable
 from smpxen.shm.frametable import FrameTable
 from smpxen.shm.layout import Layout
 from smpxen.shm.locks import Locks
-from smpxen.shm.ram import MachineRAM
+from smpxen.shm.ram import MachineRAM, OutOfSharedMemory
 
 EXIT_OK = 0
 EXIT_DOMAIN_CRASHED = 1
@@ -150,7 +150,10 @@ class Machine:
     def _run(self, reqs, t0) -> int:
         cfg = self.cfg
         layout = Layout.compute(cfg.memory_bytes, cfg.cpus)
-        self.ram = MachineRAM.create(cfg.memory_bytes)
+        try:
+            self.ram = MachineRAM.create(cfg.memory_bytes)
+        except OutOfSharedMemory as e:
+            raise MachineError(f"{cfg.path}: machine.memory_mib: {e}") from None
         locks = Locks(self.ram.fd)
         frames = FrameTable(self.ram, layout, locks)
         domtable = DomainTable(self.ram, layout)

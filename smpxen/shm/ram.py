@@ -16,6 +16,11 @@ SHM_DIR = "/dev/shm"
 SHM_PREFIX = "smpxen-"
 
 
+class OutOfSharedMemory(Exception):
+    """/dev/shm cannot hold the machine's RAM. tmpfs allocates on first touch, so
+    without this check the machine would start and then die of SIGBUS."""
+
+
 class MachineRAM:
     """A mapping of machine RAM. Frame n is bytes [n*4096, (n+1)*4096)."""
 
@@ -31,6 +36,11 @@ class MachineRAM:
     @classmethod
     def create(cls, size: int) -> "MachineRAM":
         """Create a fresh zero-filled segment named smpxen-<pid>-<random>."""
+        st = os.statvfs(SHM_DIR)
+        free = st.f_bavail * st.f_frsize
+        if free < size:
+            raise OutOfSharedMemory(f"{SHM_DIR} has {free >> 20} MiB free, the machine's RAM needs "
+                                    f"{size >> 20} MiB (lower machine.memory_mib or enlarge {SHM_DIR})")
         name = f"{SHM_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
         path = os.path.join(SHM_DIR, name)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
