@@ -13,10 +13,10 @@ from typing import Optional
 
 import pytest
 
-from smpxen.sched.bvt import (CTX_ALLOW_DEFAULT, EINVAL, ESRCH, IDLE_VT, MCU,
-                              MCU_ADVANCE, SCHED_INFO_GET, SCHED_INFO_PUT,
-                              SVT_WRAP_LIMIT, BVTAdjdom, BVTScheduler, calc_avt,
-                              calc_evt, millisecs, s32, s64, u32)
+from smpxen.sched.bvt import (CTX_ALLOW_DEFAULT, IDLE_VT, MCU, MCU_ADVANCE, SVT_WRAP_LIMIT,
+                              BVTAdjdom, BVTScheduler, calc_avt, calc_evt, millisecs, s32, s64, u32)
+from smpxen.xen.dom0_ops import SCHED_INFO_GET, SCHED_INFO_PUT
+from smpxen.xen.errno import EINVAL, ESRCH
 from smpxen.sched.core import SchedCore
 from smpxen.sched.flags import DFM_BLOCKED
 

@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smpxen.sched import flags as F
-from smpxen.sched.bvt import (CTX_ALLOW_DEFAULT, ESRCH, MCU, SCHED_INFO_GET,
-                              SCHED_INFO_PUT, SVT_WRAP_LIMIT, BVTAdjdom,
-                              BVTScheduler, u32)
+from smpxen.sched.bvt import CTX_ALLOW_DEFAULT, MCU, SVT_WRAP_LIMIT, BVTAdjdom, BVTScheduler, u32
+from smpxen.xen.dom0_ops import SCHED_INFO_GET, SCHED_INFO_PUT
+from smpxen.xen.errno import ESRCH
 from smpxen.sched.core import RESCHED_NONE, RESCHED_NOW, Action, Resched, SchedCore
 
 MS = 1_000_000

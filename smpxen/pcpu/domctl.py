@@ -6,7 +6,8 @@ carries them out between slices."""
 from __future__ import annotations
 
 from smpxen.ipc import messages as M
-from smpxen.sched.bvt import SCHED_INFO_GET, BVTAdjdom
+from smpxen.sched.bvt import BVTAdjdom
+from smpxen.xen.dom0_ops import SCHED_INFO_GET
 from smpxen.sched.core import Action
 from smpxen.xen import errno
 

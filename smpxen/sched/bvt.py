@@ -34,15 +34,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import NamedTuple, Optional
 
+from smpxen.xen.dom0_ops import SCHED_INFO_GET, SCHED_INFO_PUT
+from smpxen.xen.errno import EINVAL, ESRCH
+
 __all__ = [
     "MCU", "MCU_ADVANCE", "TIME_SLOP", "CTX_ALLOW_DEFAULT", "WARPL_DEFAULT_MS",
     "WARPU_DEFAULT_MS", "SVT_WRAP_LIMIT", "SVT_WRAP_SUB", "IDLE_VT",
-    "SCHED_BVT", "SCHED_INFO_PUT", "SCHED_INFO_GET", "EINVAL", "ESRCH",
     "u32", "s32", "s64", "millisecs", "calc_avt", "calc_evt",
     "BVTDomInfo", "BVTAdjdom", "WakeDecision", "BVTScheduler",
 ]
 
-# --- constants (sched_bvt.c / sched_ctl.h / errno.h) --------------------------
+# --- constants (sched_bvt.c); the ABI's (SCHED_*, errno) are smpxen.xen's ------
 
 MCU = 100_000                  # Minimum Charging Unit: 100 µs, in ns
 MCU_ADVANCE = 10               # default inverse weight
@@ -53,13 +55,6 @@ WARPU_DEFAULT_MS = 1000        # default unwarp requirement (stored as ns)
 SVT_WRAP_LIMIT = 0xF000_0000   # SVT at/above this triggers the wrap ...
 SVT_WRAP_SUB = 0xE000_0000     # ... which subtracts this from SVT and every avt/evt
 IDLE_VT = 0xFFFF_FFFF          # the idle task's avt/evt (~0U): it never wins on evt
-
-SCHED_BVT = 0
-SCHED_INFO_PUT = 0
-SCHED_INFO_GET = 1
-
-EINVAL = 22                    # Linux/Xen errno values; returned negated
-ESRCH = 3
 
 _M32 = 0xFFFF_FFFF
 _M64 = 0xFFFF_FFFF_FFFF_FFFF
