@@ -14,6 +14,7 @@ on an abstract-namespace ipc://@name and sends through PUSH sockets it connects)
 Exits 1 if a message sent before the bind over ipc://@name never arrives, or a
 round trip fails."""
 import os
+import select
 import statistics
 import sys
 import tempfile
@@ -27,17 +28,23 @@ DELIVERY_WAIT_MS = 5000
 
 
 def pushed_before_bind(endpoint: str) -> float | None:
-    """ms from the bind to the arrival of a message sent before it, or None."""
+    """ms from the bind to the arrival of a message sent before it, or None. The
+    sender keeps its socket open until told the message arrived (or 2 s after the
+    receiver gave up), as smpxen's long-lived outboxes do: closing a socket right
+    after a send races with a connection still pending, and can drop the message."""
+    done_r, done_w = os.pipe()
     pid = os.fork()
     if pid == 0:
+        os.close(done_w)
         ctx = zmq.Context()
         s = ctx.socket(zmq.PUSH)
-        s.setsockopt(zmq.LINGER, DELIVERY_WAIT_MS)
+        s.setsockopt(zmq.LINGER, 0)
         s.connect(endpoint)
         s.send(b"sent before the bind")
-        s.close()
-        ctx.term()                  # waits (up to LINGER) until the message is out
+        select.select([done_r], [], [], DELIVERY_WAIT_MS / 1000 + 2)
+        ctx.destroy()
         os._exit(0)
+    os.close(done_r)
     time.sleep(0.2)                 # the child has connected and sent by now
     ctx = zmq.Context()
     inbox = ctx.socket(zmq.PULL)
@@ -46,6 +53,8 @@ def pushed_before_bind(endpoint: str) -> float | None:
     t = time.perf_counter()
     got = inbox.poll(DELIVERY_WAIT_MS)
     took = (time.perf_counter() - t) * 1000
+    os.write(done_w, b"x")
+    os.close(done_w)
     inbox.close()
     ctx.term()
     os.waitpid(pid, 0)
