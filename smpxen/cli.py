@@ -112,5 +112,11 @@ def bench(quick, groups, out):
     run_bench(groups or list(GROUPS), quick, out)
 
 
+# Experiments (smpxen/sweep/): `smpxen sweep` and `smpxen plot`.
+from smpxen.sweep.cli import plot, sweep  # noqa: E402
+main.add_command(sweep)
+main.add_command(plot)
+
+
 if __name__ == "__main__":
     main()
