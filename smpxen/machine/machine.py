@@ -24,6 +24,7 @@ import zmq
 from smpxen import __version__
 from smpxen.domain.builder import BuildError, DomainBuilder, DomainRequest
 from smpxen.ipc import endpoints, messages as M
+from smpxen.machine import spawn
 from smpxen.machine.console import ConsoleMux
 from smpxen.machine.images import KernelError, load_kernel
 from smpxen.shm.boot import assemble_trampoline, format_hypervisor_region
@@ -95,7 +96,7 @@ class Machine:
         self.cfg = cfg
         self.opts = options
         self.tag = f"{os.getpid()}-{secrets.token_hex(3)}"
-        self.procs: list[subprocess.Popen] = []
+        self.procs: list[spawn.PcpuProcess] = []
         self.ram: MachineRAM | None = None
         self.zctx: zmq.Context | None = None
         self.inbox = None
@@ -166,8 +167,9 @@ class Machine:
                 raise MachineError(str(e)) from None
         self.timings["build_s"] = time.monotonic() - t0
 
-        self.zctx = zmq.Context(io_threads=1)
-        self.inbox = endpoints.bind_inbox(self.zctx, endpoints.machine_endpoint(self.tag))
+        # PCPUs are forks of this process: made before any ZeroMQ context or thread
+        # exists here, with everything they run imported already (machine/spawn.py).
+        spawn.preload()
         epoch_ns = time.monotonic_ns()
         self.epoch_ns = epoch_ns
         wallclock_ns = time.time_ns()      # the machine's RTC at the epoch
@@ -181,10 +183,10 @@ class Machine:
                     "time_model": cfg.time_model, "probes": probes, "wallclock_ns": wallclock_ns,
                     "clock": {"freq_hz": clock.freq_hz, "offset_cycles": clock.offset_cycles,
                               "drift_ppm": clock.drift_ppm}}
-            self.procs.append(subprocess.Popen(
-                [sys.executable, "-m", "smpxen.pcpu", json.dumps(boot)],
-                pass_fds=[self.ram.fd], stdin=subprocess.DEVNULL))
+            self.procs.append(spawn.fork_pcpu(boot))
         self.ram.unlink()     # every PCPU holds the descriptor; nothing is left in /dev/shm
+        self.zctx = zmq.Context(io_threads=1)
+        self.inbox = endpoints.bind_inbox(self.zctx, endpoints.machine_endpoint(self.tag))
         self.console = ConsoleMux({d: r.name for d, r in self.records.items()},
                                   self.stream, self.opts.quiet)
         try:

@@ -1,5 +1,6 @@
-"""Entry point of a PCPU process: `python -m smpxen.pcpu '<json bootstrap>'`.
-Started only by the machine process (smpxen.machine)."""
+"""A PCPU process: `run(boot)` serves one PCPU until the machine halts it. The
+machine forks the PCPU processes (smpxen/machine/spawn.py); `python -m smpxen.pcpu
+'<json bootstrap>'` runs one in a fresh interpreter, for debugging."""
 import ctypes
 import json
 import os
@@ -8,6 +9,7 @@ import sys
 import traceback
 
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -18,10 +20,17 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def main() -> int:
-    boot = json.loads(sys.argv[1])
+def _name_process(index: int) -> None:
+    """`ps -o comm` and top show smpxen-pcpuN (the command line is the machine's)."""
+    libc = ctypes.CDLL(None)
+    libc.prctl(PR_SET_NAME, ctypes.c_char_p(f"smpxen-pcpu{index}".encode()[:15]), 0, 0, 0)
+
+
+def run(boot: dict) -> int:
     _die_with_parent(boot["machine_pid"])
+    _name_process(boot["index"])
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the machine's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     from smpxen.ipc import messages as M
     from smpxen.pcpu.loop import Pcpu
     pcpu = None
@@ -44,4 +53,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(json.loads(sys.argv[1])))
