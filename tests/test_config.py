@@ -88,7 +88,7 @@ def test_shipped_config_loads_with_relative_path(path, monkeypatch):
 def test_default_config_contents():
     cfg = load_config(CONFIGS / "default.toml", bundled_guests=BUNDLED)
     assert cfg.cpus == 4
-    assert cfg.memory_bytes == 64 * MIB
+    assert cfg.memory_bytes == 20 * MIB          # "auto", with no hypervisor reserve given
     assert cfg.time_model == "xen2"
     assert cfg.console_io == "all"
     assert cfg.scheduler == "bvt"
@@ -127,7 +127,7 @@ def test_minimal_config_defaults(tmp_path):
     cfg = load(tmp_path, MINIMAL_DOMAIN)
     assert cfg.name == "m"
     assert cfg.cpus == 4
-    assert cfg.memory_bytes == 64 * MIB
+    assert cfg.memory_bytes == 8 * MIB           # "auto": the machine minimum holds one 4 MiB domain
     assert (cfg.time_model, cfg.console_io, cfg.scheduler) == ("xen2", "all", "bvt")
     assert cfg.dom0 is None
     assert cfg.domains == [DomainSpec("guest0", "hello", 4 * MIB, None, "", False, 0)]
@@ -605,7 +605,9 @@ def test_total_memory_per_cpu_follows_override(tmp_path):
 
 def test_huge_count_is_a_memory_error_not_a_hang(tmp_path):
     assert_error(tmp_path, '[[domain]]\nkernel = "hello"\ncount = 1_000_000_000_000\n',
-                 "domain", "total domain memory")
+                 "machine.memory_mib", "above the 4096 MiB")      # memory_mib is "auto" by default
+    assert_error(tmp_path, '[machine]\nmemory_mib = 64\n[[domain]]\nkernel = "hello"\n'
+                           'count = 1_000_000_000_000\n', "domain", "total domain memory")
 
 
 def test_nothing_to_run(tmp_path):
@@ -750,8 +752,10 @@ def test_per_domain_overhead_counts_against_free_memory(tmp_path):
     ("a = " + "[" * 5000 + "]" * 5000 + "\n", None, "nested too deeply"),
     ("a = " + "{b = " * 3000 + "1" + "}" * 3000 + "\n", None, "nested too deeply"),
     ("[machine]\ncpus = 1%s\n" % ("0" * 5000), None, "more than 4300 digits"),
-    ('[[domain]]\nkernel = "hello"\ncount = 1%s\n' % ("0" * 4000), "domain",
-     "total domain memory more than 10^15 MiB"),
+    ('[[domain]]\nkernel = "hello"\ncount = 1%s\n' % ("0" * 4000), "machine.memory_mib",
+     '"auto" needs more than 10^15 MiB'),
+    ('[machine]\nmemory_mib = 64\n[[domain]]\nkernel = "hello"\ncount = 1%s\n' % ("0" * 4000),
+     "domain", "total domain memory more than 10^15 MiB"),
     ('[[domain]]\nkernel = "hello"\ncpu = 1%s\n' % ("0" * 4000), "domain[0].cpu", "out of range"),
     ('[[domain]]\nkernel = "%s.elf"\n' % ("a/" * 3000), "domain[0].kernel", "File name too long"),
     ('[[domain]]\nkernel = "~no-such-user-here/k.elf"\n', "domain[0].kernel", "bad path"),
@@ -759,3 +763,28 @@ def test_per_domain_overhead_counts_against_free_memory(tmp_path):
 def test_extreme_documents_are_config_errors(tmp_path, text, key, fragment):
     e = assert_error(tmp_path, text, key, fragment)
     assert len(str(e)) < 400, str(e)
+
+
+# --------------------------------------------------------------------------- #
+# machine.memory_mib = "auto"
+
+
+@pytest.mark.parametrize("cpus", [1, 4, 16, 64])
+def test_auto_memory_is_just_enough_for_the_default_machine(cpus):
+    from smpxen.domain.builder import DOMAIN_EXTRA_FRAMES
+    from smpxen.shm.layout import Layout
+    cfg = load_config(CONFIGS / "default.toml", cpus=cpus, bundled_guests=BUNDLED,
+                      reserve_bytes=Layout.reserve_bytes, domain_overhead_bytes=DOMAIN_EXTRA_FRAMES * 4096)
+    need = sum(d.memory_bytes + DOMAIN_EXTRA_FRAMES * 4096 for d in cfg.all_domains)
+    assert cfg.memory_bytes % (4 * MIB) == 0
+    assert need + Layout.reserve_bytes(cpus, cfg.memory_bytes) <= cfg.memory_bytes
+    smaller = cfg.memory_bytes - 4 * MIB
+    assert smaller < 8 * MIB or need + Layout.reserve_bytes(cpus, smaller) > smaller
+
+
+def test_auto_memory_beyond_the_machine_limit_and_bad_values(tmp_path):
+    with pytest.raises(ConfigError, match=r'machine\.memory_mib: "auto" needs .* above the 4096 MiB'):
+        load(tmp_path, '[machine]\ncpus = 8\nmemory_mib = "auto"\n[[domain]]\nkernel = "hello"\n'
+                       'memory_mib = 1000\ncount = 5\n')
+    with pytest.raises(ConfigError, match=r'machine\.memory_mib: expected an integer or "auto", got \'lots\''):
+        load(tmp_path, '[machine]\nmemory_mib = "lots"\n[[domain]]\nkernel = "hello"\n')

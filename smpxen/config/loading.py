@@ -94,9 +94,15 @@ def load_config(
     cpus_note = (f"the machine has {ncpus} CPU{'s' if ncpus != 1 else ''}"
                  + (f" (--cpus {ncpus} overrides machine.cpus = {file_cpus})" if overridden else ""))
 
-    memory_mib = ck.integer(m.get("memory_mib", md["memory_mib"]), "machine.memory_mib",
-                            *MACHINE_MEMORY_MIB)
-    memory_bytes = memory_mib * MIB
+    # "auto": just enough for the domains and the hypervisor, decided once they are known.
+    raw_memory = m.get("memory_mib", md["memory_mib"])
+    auto_memory = raw_memory == "auto"
+    if auto_memory:
+        memory_bytes = MACHINE_MEMORY_MIB[0] * MIB
+    else:
+        if isinstance(raw_memory, str):
+            raise ck.error("machine.memory_mib", f'expected an integer or "auto", got {_show(raw_memory)}')
+        memory_bytes = ck.integer(raw_memory, "machine.memory_mib", *MACHINE_MEMORY_MIB) * MIB
     time_model = ck.choice(m.get("time_model", md["time_model"]), "machine.time_model", TIME_MODELS)
     console_io = ck.choice(m.get("console_io", md["console_io"]), "machine.console_io",
                            CONSOLE_IO_MODES)
@@ -254,9 +260,11 @@ def load_config(
     if dom0 is None and not parsed:
         raise ck.error("domain", "nothing to run: no [dom0] table and no [[domain]] entries")
 
+    overhead = ndomains * domain_overhead_bytes
+    if auto_memory:
+        memory_bytes = _auto_memory(ck, total + overhead, ncpus, reserve_bytes)
     reserved = int(reserve_bytes(ncpus, memory_bytes)) if reserve_bytes is not None else 0
     available = memory_bytes - reserved
-    overhead = ndomains * domain_overhead_bytes
     if total + overhead > available:
         plus = ""
         if overhead:
@@ -312,6 +320,20 @@ def load_config(
         domains=domains,
         raw=raw,
     )
+
+
+def _auto_memory(ck: _Checker, needed: int, ncpus: int, reserve_bytes) -> int:
+    """machine.memory_mib = "auto": the smallest whole number of 4 MiB that holds
+    `needed` bytes of domains plus the hypervisor's reservation (which itself grows
+    with the RAM, hence the loop), at least the machine minimum."""
+    step, most = 4 * MIB, MACHINE_MEMORY_MIB[1] * MIB
+    size = max(MACHINE_MEMORY_MIB[0] * MIB, -(-needed // step) * step)
+    while size <= most and reserve_bytes is not None and needed + int(reserve_bytes(ncpus, size)) > size:
+        size += step
+    if size > most:
+        raise ck.error("machine.memory_mib", f'"auto" needs {_fmt_mib(size)}, above the '
+                                             f"{MACHINE_MEMORY_MIB[1]} MiB a machine can have")
+    return size
 
 
 def _load_clocks(ck: _Checker, c: Any, ncpus: int, cpus_note: str) -> list[ClockSpec]:

@@ -45,7 +45,7 @@ NAME_PLACEHOLDERS = ("index",)
 DEFAULTS: dict[str, Any] = {
     "machine": {
         "cpus": 4,
-        "memory_mib": 64,
+        "memory_mib": "auto",
         "time_model": "xen2",
         "console_io": "all",
         "scheduler": "bvt",
