@@ -165,6 +165,8 @@ def test_report_columns_sum_pcpus_and_flatten_domains():
     assert row["dom.s0.mips"] == pytest.approx(4000, rel=1e-3)
     assert row["dom.s1.mips"] == pytest.approx(2000, rel=1e-3)
     assert row["agg.spin_mips"] == pytest.approx(6000, rel=1e-3) and row["agg.spin_domains"] == 2
+    # 8e6 instructions over the machine's 1.5 s run.
+    assert row["agg.spin_mips_wall"] == pytest.approx(8 / 1.5, rel=1e-3)
     # BVT on PCPU 0: weights 1/10 and 1/30 -> expected 0.75 / 0.25; measured 0.75 / 0.25.
     assert row["dom.s0.cpu_share"] == 0.75 and row["dom.s1.expected_share"] == 0.25
     assert row["agg.bvt_worst_share_error"] == 0
@@ -192,6 +194,7 @@ def test_local_sweep_runs_grid_writes_reports_and_skips_done_points(tmp_path, no
         assert int(r["agg.spin_domains"]) == int(r["pcpus"]) and float(r["agg.spin_mips"]) > 0
         assert int(r["dom.spin0.loop_kcycles"]) > 0 and int(r["pcpu.hypercalls"]) > 0
         assert r["host.cpus"] == str(os.cpu_count()) and r["host.python"]
+        assert float(r["host.load1"]) >= 0
     assert "dom.spin1.mips" in rows[-1] and rows[0]["dom.spin1.mips"] == ""
     runs = sorted(d.name for d in (out / "runs").iterdir())
     assert runs == sorted(f"machine.cpus={c},machine.time_model={m},machine.name=a_b,r=0"

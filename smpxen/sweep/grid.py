@@ -441,4 +441,7 @@ def check(sweep: Sweep) -> list[Point]:
 def host_info() -> dict:
     import platform
     return {"cpus": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform(terse=True), "machine": platform.machine()}
+            "platform": platform.platform(terse=True), "machine": platform.machine(),
+            # Other work on the host skews every timing: the 1-minute load average
+            # when the run ended says how busy it was.
+            "load1": round(os.getloadavg()[0], 2)}

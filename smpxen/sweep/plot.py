@@ -37,11 +37,15 @@ LABELS = {
     "pcpus": "PCPUs",
     "machine.cpus": "PCPUs",
     "agg.spin_mips": "aggregate guest MIPS (spin guests)",
+    "agg.spin_mips_wall": "spin guests' instructions / machine run time (MIPS)",
     "mm.flush_latency_us": "flush before reuse (us per check)",
     "mm.ipis_per_check": "TLB-flush IPIs per check",
     "mm.ipis_avoided_per_check": "IPIs avoided per check",
     "time_skew.max_pairwise_ns": "max system-time spread across PCPUs",
     "time_skew.median_pairwise_ns": "median system-time spread across PCPUs",
+    "time_skew.last_pairwise_ns": "last system-time spread across PCPUs",
+    "dom.initiator.rtt_median_us": "event round trip, median (us)",
+    "dom.initiator.rtt_p99_us": "event round trip, p99 (us)",
     "agg.bvt_worst_share_error": "worst relative CPU-share error",
     "env.SMPXEN_NO_FLUSH_CLOCK": "SMPXEN_NO_FLUSH_CLOCK",
 }
@@ -109,8 +113,30 @@ def _group_key(r: dict, groups: list[str]) -> tuple:
     return tuple(r.get(g) for g in groups)
 
 
+def _short(col: str) -> str:
+    """A grid key without its table path: clock.pcpu.0.drift_ppm -> drift_ppm."""
+    return col.rsplit(".", 1)[-1] if not col.startswith("env.") else col[4:]
+
+
 def _group_label(key: tuple, groups: list[str]) -> str:
-    return ", ".join(f"{label(g).split(' (')[0]}={v}" for g, v in zip(groups, key)) or "all runs"
+    return ", ".join(f"{_short(g)}={v}" for g, v in zip(groups, key)) or "all runs"
+
+
+def _legend(ax, n: int) -> None:
+    if n > 3:       # many lines: beside the axes, not over the data
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    else:
+        ax.legend(fontsize=7)
+
+
+def _ticks(ax, xs) -> None:
+    """Ticks at the values the sweep ran (PCPU counts, weights), as plain numbers."""
+    from matplotlib.ticker import NullFormatter
+    vals = sorted(set(xs))
+    if len(vals) <= 12:
+        ax.set_xticks(vals)
+        ax.set_xticklabels([f"{v:g}" for v in vals])
+        ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _series(rows, x, y, groups, scale=1.0):
@@ -140,6 +166,10 @@ def _caption(fig, rows: list[dict], extra: str = "") -> None:
     hosts = sorted({(r.get("host.cpus"), r.get("host.python"), r.get("host.platform"))
                     for r in rows})
     htxt = "; ".join(f"{c} host CPUs, Python {py}, {pl}" for c, py, pl in hosts) or "host unknown"
+    loads = sorted(r["host.load1"] for r in rows if isinstance(r.get("host.load1"), (int, float)))
+    if loads:
+        htxt += (f"; load average at run end: median {statistics.median(loads):.1f}, "
+                 f"max {loads[-1]:.1f}")
     text = (f"Host: {htxt}. {len(rows)} runs; points are medians over repeats, bars min-max."
             + (f" {extra}" if extra else ""))
     fig.text(0.01, 0.01, text, fontsize=7, ha="left", va="bottom", wrap=True, color="0.3")
@@ -208,13 +238,16 @@ def draw(kind: str, rows_all: list[dict], grid: list[str], out: Path, *, metric=
             (exp,) = _series(rows, x, ecol, []).values()
             ax.plot([p[0] for p in exp], [p[1] for p in exp], "--",
                     color=line[0].get_color(), label=f"{name} expected (1/mcu_advance)")
-        ax.set_xlabel(label(x) + " (mcu_advance: inverse weight)")
+        ax.set_xlabel(f"{x} (mcu_advance: the inverse weight)")
         ax.set_ylabel("share of the PCPU's CPU time")
         if logx is not False:
             ax.set_xscale("log", base=2)
-        ax.legend(fontsize=7)
+        _ticks(ax, [r[x] for r in _good(rows_all, [x])])
+        _legend(ax, 2 * len(shares))
         ax.grid(alpha=0.3)
-        _caption(fig, _good(rows_all, [x]), "Shares from the scheduler's cpu_time_ns.")
+        used = [r for r in rows_all if any(isinstance(r.get(f"dom.{n}.cpu_share"), float)
+                                           for n in shares)]
+        _caption(fig, _good(used, [x]), "Shares of the scheduler's cpu_time_ns.")
         return _finish(fig, [ax], title or description or "BVT CPU shares against weights",
                        Path(out))
 
@@ -262,33 +295,37 @@ def draw(kind: str, rows_all: list[dict], grid: list[str], out: Path, *, metric=
             a.grid(alpha=0.3)
             if logx or (logx is None and xmax / max(1, x0_all) >= 16):
                 a.set_xscale("log", base=2)
+            _ticks(a, [r[x] for r in rows])
         ax.set_ylabel(f"speedup over {x0_all} PCPU{'s' if x0_all != 1 else ''}")
         ax2.set_ylabel("efficiency (speedup / ideal)")
         ax2.set_ylim(bottom=0)
-        ax.legend(fontsize=7)
+        _legend(ax, len(series) + 1)
         extra = f"Throughput: {label(ycol)}." + (
             f" Dotted line: the host's CPU count ({', '.join(map(str, sorted(host)))})."
             if host else "")
         _caption(fig, rows, extra)
         return _finish(fig, [ax, ax2], title or description or "Scaling", Path(out))
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, ax = plt.subplots(figsize=(8.4 if len(groups) else 6.4, 4.4))
     scale, ylab = 1.0, label(ycol)
     if kind == "skew" and ycol.endswith("_ns"):
         scale, ylab = 1e-3, label(ycol).replace("(ns)", "") + " (us)"
         if "(" not in ylab:
             ylab = ylab.strip() + " (us)"
-    for g, pts in _series(rows, x, ycol, groups, scale).items():
-        _errorbar(ax, pts, label=f"{_group_label(g, groups)} ({legend_note})")
+    series = _series(rows, x, ycol, groups, scale)
+    for g, pts in series.items():
+        _errorbar(ax, pts, label=_group_label(g, groups))
+    ax.plot([], [], " ", label=legend_note)
     ax.set_xlabel(label(x))
     ax.set_ylabel(ylab)
     xs = [r[x] for r in rows]
     if logx or (logx is None and kind == "latency" and min(xs) > 0 and max(xs) / min(xs) >= 16):
         ax.set_xscale("log", base=2)
+    _ticks(ax, xs)
     if logy:
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    _legend(ax, len(series) + 1)
     _caption(fig, rows)
     return _finish(fig, [ax], title or description or f"{label(ycol)} against {label(x)}",
                    Path(out))

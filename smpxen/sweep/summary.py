@@ -3,7 +3,8 @@
 
 - the grid values (one column per key), `repeat`, `exit_status` (of `smpxen up`;
   empty if the sweep had to kill it), `elapsed_s` (its wall time), `error`
-  (its last stderr line when it failed), `host.*` (the host that ran it);
+  (its last stderr line when it failed), `host.*` (the host that ran it: CPUs,
+  Python, platform, 1-minute load average when the run ended);
 - `timings_s.*`, `ipi_rtt_us_median`, `time_skew.*`, `migrations.<domain>`;
 - `pcpus` (the PCPU count) and `pcpu.<counter>`: sums over pcpus[] of the numeric
   counters (hypercalls, traps, slices, domain_switches, emulated_s, host_cpu_s,
@@ -12,7 +13,9 @@
 - `domains` and per domain `dom.<name>.cpu_time_ns`, `.hypercalls`, `.ended`
   (shutdown/crashed/empty), every `name=value` line of its console
   (smpxen.testing.console_values), and derived throughput (smpxen/sweep/derived.py);
-- `agg.*`: totals of derived throughput over the domains (e.g. agg.spin_mips);
+- `agg.*`: totals of derived throughput over the domains (e.g. agg.spin_mips, the
+  sum of the guests' rates) and agg.spin_mips_wall (their instructions over the
+  machine's run_s);
 - BVT: `dom.<name>.cpu_share` / `.expected_share` and `agg.bvt_worst_share_error`
   for PCPUs running several domains;
 - shootdowns: `mm.flush_latency_us`, `mm.ipis_per_check`, `mm.ipis_avoided_per_check`
@@ -36,7 +39,7 @@ PCPU_TIME_SUMS = ("calibrations", "warps")
 # Derived metrics that add up across domains (agg.<kernel>_<metric>).
 AGG_KEYS = ("mips", "instructions")
 RUN_COLUMNS = ("repeat", "exit_status", "elapsed_s", "error", "host.cpus", "host.python",
-               "host.platform", "host.machine")
+               "host.platform", "host.machine", "host.load1")
 
 
 def _num(v: Any) -> bool:
@@ -60,6 +63,9 @@ def report_columns(report: dict) -> dict[str, Any]:
         row[f"migrations.{name}"] = n
     pcpus = report.get("pcpus") or []
     row["pcpus"] = len(pcpus)
+    # A PCPU that did not report in time at the end (a loaded host): its counters are
+    # missing from the sums below.
+    row["pcpus_without_stats"] = sum(1 for p in pcpus if "missing" in p)
     for p in pcpus:
         for k in PCPU_SUMS:
             _add(row, f"pcpu.{k}", p.get(k))
@@ -93,6 +99,15 @@ def report_columns(report: dict) -> dict[str, Any]:
             agg[f"{d['kernel']}_domains"] = agg.get(f"{d['kernel']}_domains", 0) + 1
     for k, v in agg.items():
         row[f"agg.{k}"] = round(v, 3) if isinstance(v, float) else v
+    run_s = (report.get("timings_s") or {}).get("run_s")
+    if run_s and agg.get("spin_instructions"):
+        # Over the machine's whole run (first domain started to last one ended): a
+        # lower bound that, unlike the sum of rates, cannot exceed what the host gave,
+        # however the guests' loops overlapped.
+        row["agg.spin_mips_wall"] = round(agg["spin_instructions"] / run_s / 1e6, 3)
+    for k, v in row.items():           # sums of floats: 1.31, not 1.3100000000000003
+        if isinstance(v, float):
+            row[k] = round(v, 6)
     row.update(bvt_shares(domains))
     checks = row.get("pcpu.mm.reuse_flush_checks")
     if checks:
