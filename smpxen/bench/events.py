@@ -75,8 +75,13 @@ def upcalls(count: int) -> dict:
 
 
 def run(progress, quick: bool = False) -> dict:
+    from smpxen.bench.machine import zmq_floor_rtt_us
     progress("event-channel ping-pong between PCPU 0 and PCPU 1")
     out = pingpong(2_000 if quick else 20_000, 300)
+    progress("floor of an event's trip: two bare processes over the same sockets")
+    floor = zmq_floor_rtt_us()
+    out["zmq_floor_oneway_us"] = {k: floor[k] / 2 for k in ("median", "p99")}
+    out["evtchn_oneway_vs_floor"] = round(out["evtchn_oneway_us"]["median"] / out["zmq_floor_oneway_us"]["median"], 2)
     progress("upcalls over a loopback channel, 1 PCPU")
     out.update(upcalls(5_000 if quick else 50_000))
     return out

@@ -228,6 +228,49 @@ cmdline = "{calls}"
     return _loop_seconds(report["domains"][0]) / calls * 1e6
 
 
+def _zmq_echo(endpoint_in: str, endpoint_out: str, rounds: int) -> None:
+    import zmq
+    from smpxen.ipc import endpoints, messages as M
+    ctx = zmq.Context(io_threads=1)
+    inbox = endpoints.bind_inbox(ctx, endpoint_in)
+    out = endpoints.connect_outbox(ctx, endpoint_out)
+    for _ in range(rounds):
+        msg = M.decode(inbox.recv())
+        out.send(M.encode(M.IPI_REPLY, 1, msg[2], None))
+    ctx.destroy(linger=1000)
+
+
+def zmq_floor_rtt_us(rounds: int = 400, warmup: int = 50) -> dict:
+    """The floor under an IPI round trip: two processes exchanging the same messages
+    over the same sockets (PULL inbox, PUSH outbox, abstract ipc://@, msgpack) with
+    nothing else to do; the same samples as the machine's boot-time pings."""
+    import multiprocessing
+    import secrets
+    import zmq
+    from smpxen.ipc import endpoints, messages as M
+    tag = f"bench-{secrets.token_hex(4)}"
+    here, there = endpoints.pcpu_endpoint(tag, 0), endpoints.pcpu_endpoint(tag, 1)
+    ctx = zmq.Context(io_threads=1)
+    inbox = endpoints.bind_inbox(ctx, here)
+    peer = multiprocessing.get_context("fork").Process(target=_zmq_echo, args=(there, here, warmup + rounds))
+    peer.start()
+    out = endpoints.connect_outbox(ctx, there)
+    samples = []
+    try:
+        for i in range(warmup + rounds):
+            t = time.perf_counter_ns()
+            out.send(M.encode(M.IPI_CALL, 0, i + 1, "ping", []))
+            inbox.recv()
+            if i >= warmup:
+                samples.append((time.perf_counter_ns() - t) / 1000)
+    finally:
+        peer.join(timeout=10)
+        ctx.destroy(linger=0)
+    samples.sort()
+    return {"median": round(statistics.median(samples), 1),
+            "p99": round(samples[int(len(samples) * 0.99) - 1], 1), "samples": len(samples)}
+
+
 def boot_and_ipi(cpus: int = 4) -> dict:
     report = _machine(f"[machine]\ncpus = {cpus}\n[[domain]]\nkernel = 'hello'\ncount = 'per_cpu'\n")
     rtts = [p["ipi_rtt_us"] for p in report["pcpus"]]
@@ -278,4 +321,8 @@ def run(progress, quick: bool = False) -> dict:
     out["raw_unicorn_hook_us"] = round(raw_unicorn_hook_us(calls), 2)
     progress("boot time and IPI round trip, 4 PCPUs")
     out.update(boot_and_ipi(4))
+    progress("floor of the IPI round trip: two bare processes over the same sockets")
+    out["zmq_floor_rtt_us"] = zmq_floor_rtt_us()
+    out["ipi_rtt_vs_floor"] = round(out["ipi_rtt_us"]["median"] / out["zmq_floor_rtt_us"]["median"], 2)
+    out["null_hypercall_vs_floor"] = round(out["null_hypercall_us"] / out["raw_unicorn_hook_us"], 2)
     return out
