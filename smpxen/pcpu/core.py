@@ -9,6 +9,9 @@ How the hypervisor drives it (DESIGN.md invariants 2, 3 and 5):
 - Every `int n` and every fault reaches `on_interrupt` (Unicorn never uses the
   IDT); hypercalls are handled inside the hook and the guest continues, anything
   that needs the PCPU loop records an exit and stops the slice.
+- Machine RAM is mapped with the hypervisor's sealed frames (GDT, trampoline, ring-0
+  stacks, PERDOMAIN window) behind checked MMIO (smpxen.pcpu.seal): ring 1 and 3
+  cannot read them; an access the seal refuses reaches `on_interrupt` as #GP(0).
 - A fault consumed by the hook leaves QEMU's "exception in progress" field set, and
   the next fault is then lost silently (measured: the run just ends at the faulting
   instruction). `reset_fault_state` clears it by patching that field in a saved
@@ -19,13 +22,15 @@ from __future__ import annotations
 import ctypes
 import struct
 
-from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_HOOK_INTR, UC_MODE_32, UC_PROT_ALL, Uc, UcError
+from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_HOOK_INTR, UC_MODE_32, Uc, UcError
 from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH
 from unicorn import x86_const as R
 from unicorn.unicorn_py3.arch.intel import HOOK_INSN_CPUID_CFUNC
 from unicorn.unicorn_py3.unicorn import HOOK_INTR_CFUNC, uccallback, uclib
 
 from smpxen.arch import x86
+from smpxen.pcpu.bounce import ERROR_CODE_DELTA
+from smpxen.pcpu.seal import Seal
 from smpxen.pcpu.ucpatch import RegisterWriter, forbid_mid_instruction_exits
 from smpxen.shm.boot import PROBE_LOOP_INSTRUCTIONS, TRAMPOLINE_FRAME
 from smpxen.shm.layout import HV_EXIT_VA, HV_GDT_VA, HV_TRAMPOLINE_VA
@@ -54,10 +59,10 @@ class CpuCore:
         self.stack_pa = layout.stack_mfn(index) << 12
         self.stack_va = layout.stack_va(index)
         uc = self.uc = Uc(UC_ARCH_X86, UC_MODE_32)
-        uc.mem_map_ptr(0, ram.size, UC_PROT_ALL, ram.address)
+        self.seal = Seal(self)                    # RAM, with the sealed frames behind a check
         forbid_mid_instruction_exits(uc._uch)     # before any code is translated
         uc.reg_write(R.UC_X86_REG_GDTR, (0, HV_GDT_VA, GDT_LIMIT, 0))
-        uc.reg_write(R.UC_X86_REG_CR3, layout.idle_pd_mfn << 12)
+        uc.reg_write(R.UC_X86_REG_CR3, layout.probe_pd_mfn << 12)   # idle_pd + the probe page
         uc.reg_write(R.UC_X86_REG_CR0, BOOT_CR0)
         uc.reg_write(R.UC_X86_REG_CS, A.HYPERVISOR_CS)
         uc.reg_write(R.UC_X86_REG_SS, A.HYPERVISOR_DS)
@@ -65,6 +70,7 @@ class CpuCore:
         uc.reg_write(R.UC_X86_REG_ES, A.HYPERVISOR_DS)
         self.ring0 = uc.context_save()
         self._fast_registers()
+        self.seal.calibrate()
         # Set by the PCPU loop: called as on_interrupt(vector) for every `int n` and fault.
         self.on_interrupt = None
         self.on_rdtsc = None          # () -> 64-bit cycle count
@@ -101,11 +107,7 @@ class CpuCore:
         uc = self.uc
 
         def intr_cb(_handle, vector, _user):
-            try:
-                self.on_interrupt(vector)
-            except BaseException as e:      # never unwind through C: stop and re-raise later
-                self.hook_error = e
-                uc.emu_stop()
+            self._interrupt(vector)
         self.hook_error = None
         self._intr_cb = HOOK_INTR_CFUNC(intr_cb)
         uc._Uc__do_hook_add(UC_HOOK_INTR, self._intr_cb, 1, 0)
@@ -132,6 +134,31 @@ class CpuCore:
         self._keep = (rdtsc_cb, cpuid_cb)
         uc._Uc__do_hook_add(UC_HOOK_INSN, rdtsc_cb, 1, 0, R.UC_X86_INS_RDTSC)
         uc._Uc__do_hook_add(UC_HOOK_INSN, cpuid_cb, 1, 0, R.UC_X86_INS_CPUID)
+
+    def _interrupt(self, vector: int) -> None:
+        """Hand `int n` or a fault to the PCPU (inside the hook, or for a sealed-page
+        refusal after emu_start). Register writes made meanwhile are the
+        hypervisor's, which the seal lets through."""
+        seal = self.seal
+        guest, seal.guest = seal.guest, False
+        try:
+            self.on_interrupt(vector)
+        except BaseException as e:      # never unwind through C: stop and re-raise later
+            self.hook_error = e
+            self.uc.emu_stop()
+        finally:
+            seal.guest = guest
+
+    def _sealed_fault(self) -> None:
+        """The seal refused an access (EIP is at the instruction): deliver it as the
+        #GP(0) a segment limit gives on Xen, leaving QEMU's exception state and
+        error code as a real #GP would, for the PCPU's usual fault path."""
+        ctx = self.uc.context_save()
+        addr = ctypes.cast(ctx.context, ctypes.c_void_p).value
+        ctypes.c_int32.from_address(addr + self._fault_state_offset).value = x86.GP
+        ctypes.c_uint32.from_address(addr + self._fault_state_offset + ERROR_CODE_DELTA).value = 0
+        self.uc.context_restore(ctx)
+        self._interrupt(x86.GP)
 
     # ---- start-up probes -----------------------------------------------------
     def _run_probe(self, addr: int) -> list:
@@ -197,6 +224,7 @@ class CpuCore:
         regs holds eip, cs, eflags, esp, ss, ds, es, fs, gs and any GPRs."""
         uc = self.uc
         uc.context_restore(self.ring0)
+        self.seal.watch(cr3)
         uc.reg_write(R.UC_X86_REG_CR3, cr3)      # also flushes the soft TLB
         frame = _frame.pack(*(regs[name] for name in TRAMPOLINE_FRAME))
         self.ram.write(self.stack_pa + 4096 - _frame.size, frame)
@@ -225,6 +253,7 @@ class CpuCore:
         """Switch to a saved guest context; returns its EIP."""
         ctx, frame, off = saved
         self.uc.context_restore(ctx)
+        self.seal.watch(self.cr3())
         if frame is not None:          # re-create the pending iret frame on our own stack
             self.ram.write(self.stack_pa + off, frame)
             self.write_reg(R.UC_X86_REG_ESP, self.stack_va + off)
@@ -233,8 +262,19 @@ class CpuCore:
 
     def run(self, start: int) -> None:
         """Run until the hook stops the slice, another thread calls stop(), or an error.
-        An exception raised by the interrupt handler is re-raised here."""
-        self.uc.emu_start(start, HV_EXIT_VA)
+        An exception raised by the interrupt handler is re-raised here. An access the
+        seal refused reaches the interrupt handler as #GP(0)."""
+        seal = self.seal
+        seal.guest = True
+        try:
+            self.uc.emu_start(start, HV_EXIT_VA)
+        except UcError:
+            if seal.take_refusal() is None:
+                raise
+            seal.guest = False
+            self._sealed_fault()
+        finally:
+            seal.guest = False
         if self.hook_error is not None:
             e, self.hook_error = self.hook_error, None
             raise e
@@ -268,6 +308,7 @@ class CpuCore:
 
     def set_cr3(self, cr3: int) -> None:
         """Load a new page directory (MMUEXT_NEW_BASEPTR); QEMU drops the soft TLB."""
+        self.seal.watch(cr3)
         self.uc.reg_write(R.UC_X86_REG_CR3, cr3)
 
     def set_gdtr(self, base: int, limit: int) -> None:
