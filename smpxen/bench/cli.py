@@ -15,6 +15,7 @@ GROUPS = {
     "mm": ("smpxen.bench.mm", "run"),
     "events": ("smpxen.bench.events", "run"),
     "soak": ("smpxen.bench.soak", "run"),
+    "fuzz": ("smpxen.bench.fuzz", "run"),
 }
 
 

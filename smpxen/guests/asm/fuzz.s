@@ -84,6 +84,8 @@ layout_ok:
     call checksum_static
     mov [checksum0], eax
     call install_handlers
+    call rdtsc_k
+    mov [start_k], eax
 
 fuzz_loop:
     cld
@@ -127,6 +129,9 @@ fl_call:
     jmp fuzz_loop
 
 fuzz_finish:
+    call rdtsc_k
+    sub eax, [start_k]
+    mov [elapsed_k], eax
     mov esi, newline_only
     call line_puts
     call line_flush
@@ -174,6 +179,9 @@ fuzz_finish:
     call report
     mov esi, t_hash
     mov eax, [call_hash]
+    call report
+    mov esi, t_kcycles
+    mov eax, [elapsed_k]
     call report
     mov esi, t_done
     mov eax, 1
@@ -1937,6 +1945,7 @@ t_failsafes: .asciz "fuzz_failsafes"
 t_own_frames_gained: .asciz "fuzz_frames_gained"
 t_intact: .asciz "fuzz_intact"
 t_hash: .asciz "fuzz_hash"
+t_kcycles: .asciz "fuzz_kcycles"
 t_done: .asciz "fuzz_done"
 t_last_trap0: .asciz "fuzz_last_trap_word0"
 t_last_trap1: .asciz "fuzz_last_trap_word1"
@@ -1994,6 +2003,8 @@ mc_list_end: .long 0
 succ_word: .long 0
 trace_from: .long 0
 call_hash: .long 0x811C9DC5
+start_k: .long 0
+elapsed_k: .long 0
 last_trap: .long 0, 0, 0
 
 # Scratch buffers: the only memory of its own it hands to the hypervisor.
