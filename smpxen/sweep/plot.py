@@ -44,6 +44,7 @@ LABELS = {
     "time_skew.max_pairwise_ns": "max system-time spread across PCPUs",
     "time_skew.median_pairwise_ns": "median system-time spread across PCPUs",
     "time_skew.last_pairwise_ns": "last system-time spread across PCPUs",
+    "dom.tw.backwards": "backward steps of system time (timewatch guest reads)",
     "dom.initiator.rtt_median_us": "event round trip, median (us)",
     "dom.initiator.rtt_p99_us": "event round trip, p99 (us)",
     "agg.bvt_worst_share_error": "worst relative CPU-share error",
@@ -295,6 +296,10 @@ def draw(kind: str, rows_all: list[dict], grid: list[str], out: Path, *, metric=
             a.grid(alpha=0.3)
             if logx or (logx is None and xmax / max(1, x0_all) >= 16):
                 a.set_xscale("log", base=2)
+                if a is ax:         # log-log: the ideal line stays a straight diagonal
+                    from matplotlib.ticker import FuncFormatter
+                    a.set_yscale("log", base=2)
+                    a.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
             _ticks(a, [r[x] for r in rows])
         ax.set_ylabel(f"speedup over {x0_all} PCPU{'s' if x0_all != 1 else ''}")
         ax2.set_ylabel("efficiency (speedup / ideal)")
