@@ -28,6 +28,8 @@ SHORT_RUNS = {
     "zmq_startup": ["300"],
     "stop_rollback": ["300"],
     "hook_eip_write": ["0.5"],
+    "sealed_pages": [],
+    "seal_cost": ["1"],
 }
 
 

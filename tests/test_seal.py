@@ -2,15 +2,14 @@
 or above 0xFC400000 is readable or writable and 0xFC000000-0xFC3FFFFF is the
 read-only M2P table only, while the CPU still reads descriptors there.
 
-Three levels: the Unicorn behaviour the seal relies on (scripts/probes), one core
-running small ring-1/ring-3 programs against the seal, and whole machines where the
-seal_scan guest tries every page of the hypervisor area on every PCPU while other
-domains run (so the ring-0 stacks hold their frames)."""
+Two levels (the Unicorn behaviour it rests on is scripts/probes/sealed_pages.py, run
+by tests/test_probes.py): one core running small ring-1/ring-3 programs against the
+seal, and whole machines where the seal_scan guest tries every page of the
+hypervisor area on every PCPU while other domains run (so the ring-0 stacks hold
+their frames)."""
 from __future__ import annotations
 
-import importlib.util
 import struct
-from pathlib import Path
 
 import pytest
 from keystone import KS_ARCH_X86, KS_MODE_32, Ks
@@ -31,21 +30,11 @@ from smpxen.xen import arch_x86_32 as A
 
 from test_traps_events import EXPECTED as SELFTEST_TRAPS_EXPECTED
 
-PROBES = Path(__file__).resolve().parent.parent / "scripts" / "probes"
 _ks = Ks(KS_ARCH_X86, KS_MODE_32)
 
 
 def asm(source: str, address: int = 0) -> bytes:
     return bytes(_ks.asm(source, address)[0])
-
-
-# ---- the Unicorn behaviour -----------------------------------------------------------
-@pytest.mark.timeout(60)
-def test_probe_unicorn_facts_hold():
-    spec = importlib.util.spec_from_file_location("sealed_pages", PROBES / "sealed_pages.py")
-    probe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(probe)
-    assert probe.main() == 0
 
 
 # ---- decoding the instructions whose descriptor reads are allowed -----------------------
@@ -284,7 +273,7 @@ def test_a_refusal_does_not_stay_cached(core):
 def test_ram_around_perdomain_l1s_keeps_every_frame_its_own_code():
     # The core maps RAM in pieces around each domain's PERDOMAIN L1 (MMIO). Mapped in
     # address order, the piece after the first view got the RAM offsets of the piece
-    # before it (scripts/probes/sealed_pages.py, fact 7), and code translated for a
+    # before it (scripts/probes/sealed_pages.py, fact 6), and code translated for a
     # frame there ran for the frame as far into the next piece.
     layout = Layout.compute(16 << 20, 2)
     first = layout.hv_frames + 16
@@ -301,6 +290,12 @@ def test_ram_around_perdomain_l1s_keeps_every_frame_its_own_code():
             assert c.core.read_reg(R.UC_X86_REG_EAX) == mfn
     finally:
         c.close()
+
+
+def test_the_entry_frame_is_scrubbed_once_consumed(core):
+    top = (core.layout.stack_mfn(0) << 12) + 4096 - 36
+    core.run("int3", eip=CODE_VA, eflags=0x202)
+    assert core.ram.read(top, 36) == bytes(36)
 
 
 def test_the_hypervisor_still_loads_selectors_itself(core):

@@ -1,6 +1,7 @@
 """Probe: what Unicorn 2.1.4 offers to make hypervisor pages unreadable from ring 1
 while the CPU itself still reads the GDT through them (smpxen.pcpu.seal relies on
-facts 2-5, smpxen.shm.layout.HV_EXIT_VA on fact 6).
+facts 2-6; exit_address.py shows why HV_EXIT_VA, once a user alias of the
+trampoline page, is now in the M2P table).
 
 x86 paging cannot separate ring 1 from ring 0: QEMU gives CPL 0, 1 and 2 the same
 MMU index, so a supervisor page the hypervisor's trampoline or a segment load can
@@ -24,17 +25,12 @@ for MMIO-backed ranges:
    the ring-0 entry trampoline can live in a sealed page.
 5. After a refusal the core runs on from the faulting instruction, and an allowed
    read returns the page's bytes.
-7. Mapping RAM in pieces (RAM around the MMIO holes): until a region has been
+6. Mapping RAM in pieces (RAM around the MMIO holes): until a region has been
    unmapped, Unicorn gives a new pointer-backed block the RAM offset after the
    smallest block so far, so a piece mapped after a smaller one can overlap another
    piece's offsets, and code translated for one physical page then runs for another
    (two domains' kernels at the same virtual address). Mapping the biggest piece
    first keeps the offsets apart.
-6. emu_start's `until` address must be translatable in every ring: when emu_start
-   returns, Unicorn translates until-1 as an instruction fetch in the current mode;
-   on a supervisor page after a stop in ring 3 that leaves a phantom #PF in QEMU's
-   state, and the next real #PF arrives as #DF (so smpxen puts it in the M2P table,
-   which every ring may read).
 
     python scripts/probes/sealed_pages.py
 
@@ -55,7 +51,7 @@ CODE1_VA, STACK1_VA, STACK0_VA = 0x4000, 0x5000, 0x6000
 SEALED_PA = 0x10000                                 # GDT page, then trampoline page
 HV_VA = 0xFC400000                                  # where both are mapped (supervisor, RO)
 TRAMP_VA = HV_VA + 0x1000
-RING0_CS, RING0_DS, RING1_CS, RING1_DS, RING3_CS, RING3_DS = 0x08, 0x10, 0x19, 0x21, 0x2B, 0x33
+RING0_CS, RING0_DS, RING1_CS, RING1_DS = 0x08, 0x10, 0x19, 0x21
 EXIT_VA = 0x7FF0
 P, RW, US, A = 1, 2, 4, 0x20
 
@@ -69,8 +65,7 @@ RING1 = """
 
 def gdt_page() -> bytes:
     gdt = bytearray(0x1000)
-    for sel, access in ((RING0_CS, 0x9A), (RING0_DS, 0x92), (RING1_CS, 0xBA), (RING1_DS, 0xB2),
-                        (RING3_CS, 0xFA), (RING3_DS, 0xF2)):
+    for sel, access in ((RING0_CS, 0x9A), (RING0_DS, 0x92), (RING1_CS, 0xBA), (RING1_DS, 0xB2)):
         gdt[sel & ~7:(sel & ~7) + 8] = make_segment(0, 0xFFFFF, access)
     return bytes(gdt)
 
@@ -128,18 +123,17 @@ class Machine:
         self.events.append((kind, address, size, eip, cpl))
         return self.policy(kind, address, size, eip, cpl)
 
-    def enter_ring1(self, ring=1, until=EXIT_VA):
-        """Run the ring-0 trampoline (iretd) into the code at CODE1_VA."""
-        cs, ss = (RING1_CS, RING1_DS) if ring == 1 else (RING3_CS, RING3_DS)
-        frame = struct.pack("<5I", CODE1_VA, cs, 0x202, STACK1_VA + 0xF00, ss)
+    def enter_ring1(self):
+        """Run the ring-0 trampoline (iretd) into the ring-1 code."""
+        frame = struct.pack("<5I", CODE1_VA, RING1_CS, 0x202, STACK1_VA + 0xF00, RING1_DS)
         self.uc.mem_write(STACK0_VA + 0x1000 - 20, frame)
         self.uc.reg_write(R.UC_X86_REG_ESP, STACK0_VA + 0x1000 - 20)
-        return self.run(TRAMP_VA, until)
+        return self.run(TRAMP_VA)
 
-    def run(self, start, until=EXIT_VA):
+    def run(self, start):
         self.running = True
         try:
-            self.uc.emu_start(start, until)
+            self.uc.emu_start(start, EXIT_VA)
             return None
         except UcError as e:
             return e.errno
@@ -199,10 +193,7 @@ def main() -> int:
     fact(5, rest is None and m.uc.reg_read(R.UC_X86_REG_EAX) == struct.unpack(
         "<I", gdt_page()[0x20:0x24])[0],
         "after a refusal the same core runs on; an allowed read returns the page's bytes")
-    fact(6, phantom_fault(until=HV_VA + 0xFF0) == [3, 8] and phantom_fault(until=EXIT_VA) == [3, 14],
-         "until on a supervisor page: after a ring-3 stop the next #PF arrives as #DF (8); "
-         "until on a user page: #PF (14)")
-    fact(7, ram_pieces(biggest_first=False) == (1, 1) and ram_pieces(biggest_first=True) == (1, 2),
+    fact(6, ram_pieces(biggest_first=False) == (1, 1) and ram_pieces(biggest_first=True) == (1, 2),
          "RAM mapped small piece first: the second page ran the first page's translated "
          "code; biggest piece first: each page ran its own")
     return 0 if ok else 1
@@ -235,18 +226,6 @@ def ram_pieces(biggest_first: bool) -> tuple:
         uc.emu_start(0x400000, 0x400FF0)
         seen.append(uc.reg_read(R.UC_X86_REG_EAX))
     return tuple(seen)
-
-
-def phantom_fault(until: int) -> list:
-    """Ring 3 stops at an int3, then resumes into a page fault: the vectors seen."""
-    m = Machine(mmio=False)
-    m.uc.mem_write(CODE1_VA, bytes(Ks(KS_ARCH_X86, KS_MODE_32).asm(
-        "int3\nmov eax, dword ptr [0x800000]\nint3", CODE1_VA)[0]))
-    seen = []
-    m.uc.hook_add(UC_HOOK_INTR, lambda u, n, d: seen.append(n))
-    m.enter_ring1(ring=3, until=until)
-    m.run(m.eip(), until)
-    return seen
 
 
 if __name__ == "__main__":

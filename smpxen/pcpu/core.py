@@ -39,6 +39,7 @@ from smpxen.xen import arch_x86_32 as A
 GDT_LIMIT = (A.LAST_RESERVED_GDT_ENTRY + 1) * 8 - 1
 BOOT_CR0 = x86.CR0_PG | x86.CR0_WP | x86.CR0_ET | x86.CR0_PE
 _frame = struct.Struct(f"<{len(TRAMPOLINE_FRAME)}I")
+_NO_FRAME = bytes(_frame.size)
 
 # Xen's x86_32 hypercall convention: EAX = number; EBX, ECX, EDX, ESI, EDI = arguments.
 HYPERCALL_ARG_REGS = (R.UC_X86_REG_EBX, R.UC_X86_REG_ECX, R.UC_X86_REG_EDX,
@@ -275,6 +276,11 @@ class CpuCore:
             self._sealed_fault()
         finally:
             seal.guest = False
+        if self.read_reg(R.UC_X86_REG_CS) & 3:
+            # Out of the trampoline: the entry frame it consumed holds a domain's
+            # registers and is dead now; leave none behind for whoever looks (the
+            # seal keeps guests out; this is the second wall).
+            self.ram.mem[self.stack_pa + 4096 - _frame.size:self.stack_pa + 4096] = _NO_FRAME
         if self.hook_error is not None:
             e, self.hook_error = self.hook_error, None
             raise e

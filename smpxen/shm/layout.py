@@ -49,9 +49,9 @@ HV_STACKS_VA = PAGE_OFFSET + 0x2000          # + index * PAGE_SIZE
 # emu_start's "until": never executed. When emu_start returns, Unicorn translates
 # until-1 as an instruction fetch in the current mode (to drop cached code there);
 # a page that faults for the current ring leaves a phantom fault in QEMU's state
-# that turns the next real #PF into a #DF (scripts/probes/sealed_pages.py shows
-# it). So it lies in the first page of the M2P table: present and user-readable in
-# every address space, and public anyway.
+# that turns the next real #PF into a #DF (scripts/probes/exit_address.py). So it
+# lies in the first page of the M2P table: present and user-readable in every
+# address space, and public anyway (the trampoline page it once aliased is sealed).
 HV_EXIT_VA = MACH2PHYS_VIRT_START + 0xFF0
 # Start-up probes (CpuCore._calibrate, measure_rate) run in ring 0 on probe_pd from
 # a page no guest address space maps (hypervisor L2 slot 1010 is only in probe_pd).
