@@ -16,8 +16,9 @@ import psutil
 import pytest
 
 from smpxen import testing
-from smpxen.sweep.grid import (Axis, Sweep, SweepError, derive, load_spec, split_values,
-                               toml_text)
+from smpxen.sweep.grid import (Axis, Sweep, SweepError, check, derive, load_spec,
+                               split_values, toml_text)
+from smpxen.sweep.plot import KINDS
 from smpxen.sweep.summary import report_columns
 from smpxen.config.overrides import parse_value
 
@@ -170,6 +171,18 @@ def test_report_columns_sum_pcpus_and_flatten_domains():
     # BVT on PCPU 0: weights 1/10 and 1/30 -> expected 0.75 / 0.25; measured 0.75 / 0.25.
     assert row["dom.s0.cpu_share"] == 0.75 and row["dom.s1.expected_share"] == 0.25
     assert row["agg.bvt_worst_share_error"] == 0
+
+
+@pytest.mark.parametrize("spec", sorted((Path(__file__).parent.parent / "experiments").glob("*.toml")),
+                         ids=lambda p: p.stem)
+def test_shipped_experiments_load_every_point(spec):
+    """Every point of every experiment in experiments/ loads as `smpxen up` will load it
+    (nothing runs): a config change that breaks one fails here."""
+    sw = load_spec(spec)
+    points = check(sw)
+    assert len(points) == sw.repeat * len({p.identity for p in points}) > 0
+    assert sw.plots and all(p["kind"] in KINDS for p in sw.plots)
+    assert sw.description
 
 
 # --------------------------------------------------------------------------- #
