@@ -2,7 +2,9 @@
 bundled fuzz guest makes 10^6 random hypercalls (see smpxen/guests/asm/fuzz.s) on
 PCPU 0 of a 2-PCPU machine, beside bystanders that check their own work: an event
 ping-pong over a loopback channel on the same PCPU, and mm_addrspace (its own page
-tables, every read checked) and spin (a checksum) on PCPU 1. Per seed: calls made,
+tables, every read checked) and spin (a checksum) on PCPU 1. Then the first seed
+again with the fuzzer as Domain-0, which may act on a victim domain (pause, move,
+revoke and map its frames, bind its ports, ...) but never on the bystanders. Per seed: calls made,
 seconds (the guest's own rdtsc around its loop), calls/s, the result histogram by
 errno, the bystanders' results, and the problems found: hypervisor errors (a handler
 that raised), a PCPU that died, a domain that did not shut down, a bystander with a
@@ -24,18 +26,36 @@ CALLS = 1_000_000
 QUICK_CALLS = 100_000
 FREQ_HZ = 2_000_000_000
 
-MACHINE = """
-[machine]
-cpus = 2
-memory_mib = 48
-[clock]
-freq_mhz = {freq_mhz}
+# The fuzzer as a domU, or as Domain-0 acting on a victim it may hurt (an
+# mm_addrspace domain, id 1) and never on the bystanders (ids 2, 3, 4).
+FUZZ_DOMU = """
 [[domain]]
 name = "fuzz"
 kernel = "fuzz"
 memory_mib = 4
 cpu = 0
 cmdline = "seed={seed} calls={calls}"
+"""
+FUZZ_DOM0 = """
+[dom0]
+name = "fuzz"
+kernel = "fuzz"
+memory_mib = 4
+cpu = 0
+cmdline = "seed={seed} calls={calls} victim=1 protect=2,3,4"
+[[domain]]
+name = "victim"
+kernel = "mm_addrspace"
+cpu = 1
+cmdline = "{loops}"
+"""
+MACHINE = """
+[machine]
+cpus = 2
+memory_mib = 48
+[clock]
+freq_mhz = {freq_mhz}
+{fuzzer}
 [[domain]]
 name = "pingpong"
 kernel = "evtchn_pingpong"
@@ -66,8 +86,10 @@ def bystander_sizes(calls: int) -> dict:
     return {"pings": max(100, calls // 20), "loops": max(100, calls // 33), "spin": max(10 ** 6, calls * 200)}
 
 
-def machine_config(seed: int, calls: int) -> str:
-    return MACHINE.format(seed=seed, calls=calls, freq_mhz=FREQ_HZ // 1_000_000, **bystander_sizes(calls))
+def machine_config(seed: int, calls: int, privileged: bool = False) -> str:
+    sizes = bystander_sizes(calls)
+    fuzzer = (FUZZ_DOM0 if privileged else FUZZ_DOMU).format(seed=seed, calls=calls, **sizes)
+    return MACHINE.format(fuzzer=fuzzer, freq_mhz=FREQ_HZ // 1_000_000, **sizes)
 
 
 def spin_checksum(iterations: int) -> int:
@@ -97,13 +119,15 @@ def hypervisor_errors(report: dict) -> int:
 
 
 def problems(result: RunResult, seed: int, calls: int) -> list[str]:
-    """Everything that says the fuzzer hurt something other than itself, or that
-    the run did not do what it should; [] for a clean run."""
+    """Everything that says the fuzzer hurt something other than itself (and its
+    victim), or that the run did not do what it should; [] for a clean run."""
     report = result.report
     if report is None:
         return [f"no report (exit status {result.status}): {result.stderr.strip()[-300:]}"]
     out = []
-    if result.status != 0:
+    victim_crashed = any(d["name"] == "victim" and (d["ended"] or {}).get("how") == "crashed"
+                         for d in report["domains"])
+    if result.status != 0 and not (result.status == 1 and victim_crashed):
         out.append(f"exit status {result.status}")
     if report.get("failure"):
         out.append(f"PCPU failure: {report['failure']}")
@@ -112,6 +136,8 @@ def problems(result: RunResult, seed: int, calls: int) -> list[str]:
         ended = d["ended"] or {}
         if "hypervisor error" in (ended.get("detail") or ""):
             out.append(f"hypervisor error in domain {d['name']}: {ended['detail']}")
+        elif d["name"] == "victim" and ended:
+            pass                        # Domain-0 may end it; it must not hang
         elif ended.get("how") != "shutdown":
             out.append(f"domain {d['name']} did not shut down: {ended or 'still running'}")
         if sum(d["hypercall_results"].values()) != d["hypercalls"]:
@@ -150,11 +176,13 @@ def bystander_results(result: RunResult, calls: int) -> dict:
     }
 
 
-def fuzz_run(seed: int, calls: int, report_dir: Path, timeout: float) -> tuple[dict, RunResult]:
+def fuzz_run(seed: int, calls: int, report_dir: Path, timeout: float,
+             privileged: bool = False) -> tuple[dict, RunResult]:
     """One machine: the fuzzer and its bystanders. -> (summary, run result)"""
-    result = run_up("--config", write_config(report_dir, machine_config(seed, calls)), "--quiet",
-                    report_dir=report_dir, timeout=timeout)
-    summary = {"seed": seed, "calls": calls, "problems": problems(result, seed, calls),
+    result = run_up("--config", write_config(report_dir, machine_config(seed, calls, privileged)),
+                    "--quiet", report_dir=report_dir, timeout=timeout)
+    summary = {"seed": seed, "calls": calls, "privileged": privileged,
+               "problems": problems(result, seed, calls),
                "hypervisor_errors": hypervisor_errors(result.report) if result.report else None}
     if result.report is not None:
         fuzz = result.domain("fuzz")
@@ -169,16 +197,20 @@ def fuzz_run(seed: int, calls: int, report_dir: Path, timeout: float) -> tuple[d
             "multicall_entries": v.get("fuzz_multicall_entries"), "hash": v.get("fuzz_hash"),
             "bystanders": bystander_results(result, calls),
         })
+    if result.report is not None and privileged:
+        victim = result.domain("victim")
+        summary["victim"] = {"ended": victim["ended"], "result": console_values(victim)}
     return summary, result
 
 
 def run(progress, quick: bool = False) -> dict:
     seeds, calls = ((SEEDS[0],), QUICK_CALLS) if quick else (SEEDS, CALLS)
     runs = []
-    for seed in seeds:
-        progress(f"fuzz: seed {seed}, {calls} hypercalls beside bystanders on 2 PCPUs")
+    for seed, privileged in [(s, False) for s in seeds] + [(seeds[0], True)]:
+        who = "Domain-0 with a victim" if privileged else "a domU"
+        progress(f"fuzz: seed {seed}, {calls} hypercalls from {who}, beside bystanders on 2 PCPUs")
         with tempfile.TemporaryDirectory(prefix="smpxen-bench-fuzz-") as d:
-            summary, _ = fuzz_run(seed, calls, Path(d), timeout=max(300, calls / 1000))
+            summary, _ = fuzz_run(seed, calls, Path(d), timeout=max(300, calls / 1000), privileged=privileged)
         runs.append(summary)
     seconds = sum(r.get("seconds", 0) for r in runs)
     made = sum(calls for r in runs if "hypercalls" in r)

@@ -216,13 +216,17 @@ class Bouncer:
                               f"{stack_ss:#x}:{sp:#010x} ({e})") from None
         flags = eflags & x86.BOUNCE_EFLAGS_MASK
         core = self.core
-        if self.core.cpl() == handler_cs & 3:
+        if core.cpl() == handler_cs & 3 and core.read_reg(R.UC_X86_REG_CS) & 0xFFFF == handler_cs:
+            # Same ring, same code segment: no selector to load.
             core.write_reg(R.UC_X86_REG_ESP, sp)
             core.write_reg(R.UC_X86_REG_EFLAGS, flags)
-            if core.read_reg(R.UC_X86_REG_CS) & 0xFFFF != handler_cs:
-                core.write_reg(R.UC_X86_REG_CS, handler_cs)
             core.write_reg(R.UC_X86_REG_EIP, handler_eip)
             return handler_eip
+        # Another ring or another code segment: the trampoline's iret loads CS with
+        # the CPU's checks, and a selector it refuses faults in ring 0, which is the
+        # failsafe callback, as Xen's iret to the guest. (Writing CS directly skips
+        # the checks, and one whose descriptor is on an unmapped LDT page made QEMU
+        # segfault: any domain could kill its PCPU with a trap-table entry.)
         segs = data_segments if data_segments is not None else self.data_segments()
         return self.enter_via_trampoline(dict(
             ds=segs[0], es=segs[1], fs=segs[2], gs=segs[3], eip=handler_eip, cs=handler_cs,

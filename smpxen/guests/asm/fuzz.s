@@ -17,7 +17,9 @@
 #     L1 into a second L2 slot, and its own L2 changes only in slots 256..511 (the
 #     "sandbox", 0x40000000..0x7fffffff) or the refused slots >= 1008;
 #   - a raw write (mmu_update to a writable frame, update_descriptor, set_gdt's
-#     zapping of frame 0) aimed at one of its live frames goes to its scratch page;
+#     zapping of frame 0) aimed at one of its live frames, or at its scratch page,
+#     goes to the first half of its scratch page (the lists it copies to cross into
+#     the guard page lie at the end);
 #   - MMUEXT_NEW_BASEPTR never names a frame it may own other than its current L2;
 #   - selectors it passes to set_trap_table/set_callbacks are FLAT_RING1_CS with one
 #     of its own handlers (or no event callback), or invalid ones (-EPERM). Its trap
@@ -27,6 +29,8 @@
 #     ud2, int3, into, #DE, reads of unmapped memory, writes to its read-only page
 #     directory) do not end the run;
 #   - console writes from its own memory print a whole line "fuzz\n".
+# Run as Domain-0 with `victim=D protect=A,B,...`, its privileged operations reach
+# D, itself and domains that do not exist: any generated id in `protect` becomes D.
 # With `trace=N` it prints every call from iteration N on (number, arguments).
 # What it generates depends only on the seed: it prints fuzz_hash, an FNV-1a hash of
 # every call it made.
@@ -67,6 +71,19 @@ have_calls:
     jc no_trace
     mov [trace_from], eax
 no_trace:
+    mov esi, [start_info_ptr]
+    mov eax, [esi + 16]             # start_info.flags: SIF_PRIVILEGED
+    and eax, 1
+    mov [privileged], eax
+    add esi, START_INFO_CMDLINE
+    mov edi, key_victim
+    call find_key
+    jc no_victim
+    mov [victim], eax
+no_victim:
+    mov esi, [start_info_ptr]
+    add esi, START_INFO_CMDLINE
+    call parse_protect
     mov esi, t_seed
     mov eax, [seed]
     call report
@@ -132,6 +149,10 @@ fuzz_finish:
     call rdtsc_k
     sub eax, [start_k]
     mov [elapsed_k], eax
+    cmp dword ptr [privileged], 0
+    je ff_report
+    call release_victim
+ff_report:
     mov esi, newline_only
     call line_puts
     call line_flush
@@ -408,6 +429,95 @@ pick_selector:
     ret
 ps_table:
     mov eax, [sel_table + eax * 4]
+    ret
+
+# ---- a privileged fuzzer ----------------------------------------------------------
+# As Domain-0 it may act on other domains: only on its `victim=D` (which it may
+# hurt), itself and domains that do not exist; every domain id it generates that is
+# in `protect=A,B,..` (the bystanders) becomes the victim.
+
+# parse_protect(ESI = command line): protect_ids[], protect_n
+parse_protect:
+    cmp byte ptr [esi], 0
+    je pp_none
+    xor ecx, ecx
+pp_key:
+    mov al, [key_protect + ecx]
+    test al, al
+    jz pp_list
+    cmp al, [esi + ecx]
+    jne pp_next_char
+    inc ecx
+    jmp pp_key
+pp_next_char:
+    inc esi
+    jmp parse_protect
+pp_list:
+    add esi, ecx
+pp_number:
+    xor eax, eax
+pp_digit:
+    movzx edx, byte ptr [esi]
+    sub edx, 0x30
+    cmp edx, 9
+    ja pp_end_number
+    imul eax, eax, 10
+    add eax, edx
+    inc esi
+    jmp pp_digit
+pp_end_number:
+    mov ecx, [protect_n]
+    cmp ecx, 8
+    jae pp_none
+    mov [protect_ids + ecx * 4], eax
+    inc dword ptr [protect_n]
+    cmp byte ptr [esi], 0x2C         # ','
+    jne pp_none
+    inc esi
+    jmp pp_number
+pp_none:
+    ret
+
+# filter_domid(EAX = domain id) -> EAX: a protected one becomes the victim (only
+# when privileged: a domU's ids are refused anyway). Clobbers ECX, EDX.
+filter_domid:
+    cmp dword ptr [privileged], 0
+    je fd_done
+    mov edx, eax
+    and edx, 0xFFFF
+    xor ecx, ecx
+fd_check:
+    cmp ecx, [protect_n]
+    jae fd_done
+    cmp edx, [protect_ids + ecx * 4]
+    je fd_victim
+    inc ecx
+    jmp fd_check
+fd_victim:
+    mov eax, [victim]
+fd_done:
+    ret
+
+# release_victim: unpause it (pausing is a flag, DF_CTRLPAUSE, as in Xen 2.0) and
+# put the context-switch allowance back to BVT's 5 ms, so the machine can finish.
+release_victim:
+    mov edi, dom0_buf
+    mov dword ptr [edi], 11          # DOM0_UNPAUSEDOMAIN
+    mov dword ptr [edi + 4], 0xAAAA0019
+    mov eax, [victim]
+    mov [edi + 8], eax
+    mov eax, 7
+    mov ebx, edi
+    int 0x82
+    mov edi, dom0_buf
+    mov dword ptr [edi], 6           # DOM0_SCHEDCTL: BVT, PUT, ctx_allow 5 ms
+    mov dword ptr [edi + 8], 0
+    mov dword ptr [edi + 12], 0
+    mov dword ptr [edi + 16], 5000000
+    mov eax, 7
+    mov ebx, edi
+    int 0x82
+    add dword ptr [extra_calls], 2
     ret
 
 # ---- what it knows about its memory -------------------------------------------------
@@ -705,11 +815,11 @@ pick_domid:
     cmp eax, 12
     jae pd_random
     mov eax, [domid_table + eax * 4]
-    ret
+    jmp filter_domid
 pd_random:
     call rand
     and eax, 0xFFFF
-    ret
+    jmp filter_domid
 
 # pick_port -> EAX
 pick_port:
@@ -779,20 +889,28 @@ pm_l1:
     mov eax, [l1_mfn]
     ret
 pm_below:
-    mov ecx, 512
-    call rand_below
-    inc eax
+    call pm_distance
     mov edx, [own_min]
     sub edx, eax
     mov eax, edx
     and eax, 0xFFFFF
     ret
 pm_above:
-    mov ecx, 512
-    call rand_below
-    inc eax
+    call pm_distance
     add eax, [own_max]
     and eax, 0xFFFFF
+    ret
+# pm_distance -> EAX in 1..32 (a neighbour's first frames: its image, its tables)
+# or 1..512
+pm_distance:
+    call rand
+    test al, 1
+    mov ecx, 32
+    jz pmd_near
+    mov ecx, 512
+pmd_near:
+    call rand_below
+    inc eax
     ret
 pm_any:
     mov ecx, 16384
@@ -961,8 +1079,8 @@ pp_not_sandbox:
 pp_random_ok:
     ret
 
-# copy_to_page_end(ESI = source, EAX = k bytes) -> EAX = scratch page end - k, where
-# the first k bytes of the source now lie, right before the unmapped guard page
+# copy_to_page_end(ESI = source, EAX = k <= 256 bytes) -> EAX = scratch page end - k,
+# where the first k bytes of the source now lie, right before the unmapped guard page
 copy_to_page_end:
     mov ecx, eax
     mov edi, [stack_end]
@@ -1021,14 +1139,20 @@ fpw_done:
     pop ebx
     ret
 
-# redirect_live(EAX = machine address) -> EAX: the same offset in its scratch page
-# if the frame is one of its live frames. Clobbers ECX.
+# redirect_live(EAX = machine address) -> EAX: a raw write aimed at one of its live
+# frames, or at its scratch page, goes to the first half of the scratch page: lists
+# are copied to its last 256 bytes to cross into the guard page (a multicall list
+# there, overwritten by one of its own entries, once became a trap table).
+# Clobbers ECX.
 redirect_live:
     mov ecx, eax
     shr ecx, 12
+    cmp ecx, [scratch_mfn]
+    je rl_scratch
     bt dword ptr [live_bits], ecx
     jnc rl_done
-    and eax, 0xFFF
+rl_scratch:
+    and eax, 0x7FF
     mov ecx, [scratch_mfn]
     shl ecx, 12
     or eax, ecx
@@ -1259,6 +1383,15 @@ gmr_cmd:
     call rand
     and eax, 0xFFFFFF
 gmr_arg:
+    cmp ebx, 10                     # MMUEXT_SET_FOREIGNDOM: the domain is val >> 16
+    jne gmr_arg_set
+    push eax
+    shr eax, 8
+    call filter_domid
+    shl eax, 8
+    pop edx
+    mov al, dl
+gmr_arg_set:
     shl eax, 8
     or eax, ebx
     mov [edi + 4], eax
@@ -1416,13 +1549,60 @@ gdo_fill:
     stosd
     dec ebx
     jnz gdo_fill
+    mov ecx, 16
+    call rand_below
+    cmp eax, 12
+    jae gdo_any_cmd
+    mov eax, [dom0_cmd_table + eax * 4]
+    jmp gdo_cmd
+gdo_any_cmd:
     mov ecx, 64
     call rand_below
+gdo_cmd:
     mov [dom0_buf], eax
     call rand
-    test al, 1
-    jz gdo_ptr
+    test al, 3
+    jz gdo_fields
     mov dword ptr [dom0_buf + 4], 0xAAAA0019
+gdo_fields:
+    # the union: scheduler commands take (sched_id, direction, ...), the others a
+    # domain first; PINCPUDOMAIN a CPU after it
+    mov eax, [dom0_buf]
+    cmp eax, 6                      # DOM0_SCHEDCTL
+    je gdo_sched
+    cmp eax, 7                      # DOM0_ADJUSTDOM
+    je gdo_sched
+    call pick_domid
+    mov [dom0_buf + 8], ax
+    cmp dword ptr [dom0_buf], 20    # DOM0_PINCPUDOMAIN
+    jne gdo_ptr
+    mov ecx, 4
+    call rand_below
+    cmp eax, 3
+    je gdo_ptr                      # a random cpu
+    dec eax                         # -1 (unpin), 0, 1
+    mov [dom0_buf + 12], eax
+    jmp gdo_ptr
+gdo_sched:
+    call rand
+    test al, 3
+    jz gdo_direction
+    mov dword ptr [dom0_buf + 8], 0         # SCHED_BVT
+gdo_direction:
+    call rand
+    and eax, 3
+    cmp eax, 2
+    jae gdo_sched_domain
+    mov [dom0_buf + 12], eax                # PUT or GET
+gdo_sched_domain:
+    call pick_domid
+    mov [dom0_buf + 16], ax
+    cmp dword ptr [dom0_buf], 6
+    jne gdo_ptr
+    mov ecx, 8                               # ctx_allow
+    call rand_below
+    mov eax, [ctx_allow_table + eax * 4]
+    mov [dom0_buf + 16], eax
 gdo_ptr:
     mov esi, dom0_buf
     mov ecx, 80
@@ -1885,6 +2065,10 @@ pte_flags:
     .long 0x25, 0x01, 0x03, 0x00, 0x167, 0xE7, 0x80, 0xFFF
 poke_table:
     .long poke_seg, poke_seg, poke_int, poke_priv, poke_fpu, poke_read, poke_write_ro, poke_exc
+dom0_cmd_table:
+    .long 12, 12, 17, 20, 20, 10, 11, 7, 7, 6, 24, 22
+ctx_allow_table:
+    .long 0, 1, 1000, 100000, 5000000, 50000000, 0x7FFFFFFF, 0xFFFFFFFF
 sel_table:
     .long 0, 0x0821, 0x0833, 0x082B
 pu_table:
@@ -1928,6 +2112,8 @@ timer_table:
 key_seed: .asciz "seed="
 key_calls: .asciz "calls="
 key_trace: .asciz "trace="
+key_victim: .asciz "victim="
+key_protect: .asciz "protect="
 t_tr_iter: .asciz "trace_iteration"
 t_tr_word: .asciz "trace_arg"
 t_tr_entry: .asciz "trace_entry"
@@ -2002,6 +2188,10 @@ mc_list: .long 0
 mc_list_end: .long 0
 succ_word: .long 0
 trace_from: .long 0
+privileged: .long 0
+victim: .long 0x7FF0
+protect_n: .long 0
+protect_ids: .space 32
 call_hash: .long 0x811C9DC5
 start_k: .long 0
 elapsed_k: .long 0

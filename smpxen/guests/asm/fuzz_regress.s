@@ -6,12 +6,16 @@
 # domain used to crash: QEMU ends emulation on an invalid opcode instead of raising
 # the exception through the interrupt hook.)
 #
+#
+# bad_cs_*: a trap-table entry whose selector VALID_CODESEL accepts but whose
+# descriptor cannot be loaded goes to the failsafe callback (see below).
+#
 # Then hypercalls with known results, printing nothing, for the report's result
 # histogram: xen_version(0) > 0, xen_version(1) and number 23 -ENOSYS, a console
 # write from the hypervisor area -EFAULT, vm_assist type 3 -EINVAL, dom0_op from a
 # domU -EPERM, and a multicall (0) whose one entry's -ENOSYS is not a hypercall of
-# its own. With the trap table, the three report lines and the final shutdown the
-# domain makes 12 hypercalls.
+# its own. With the two trap tables, SET_LDT, set_callbacks, the eight report lines
+# and the final shutdown the domain makes 20 hypercalls.
 
 guest_main:
     mov eax, 0                       # set_trap_table
@@ -29,6 +33,39 @@ ud_site:
     sete al
     movzx eax, al
     mov esi, t_ud_eip
+    call report
+
+    # A trap-table selector VALID_CODESEL accepts but whose descriptor cannot be read:
+    # 0xCB55 is LDT entry 6506, RPL 1, and the LDT (8192 entries at an address nothing
+    # maps) has no page there. Delivering int3 to it must fault where Xen's iret to
+    # the guest would, into the failsafe callback; it crashed the PCPU (QEMU
+    # segfaulted reading the descriptor while the hypervisor loaded CS).
+    mov eax, 0x40000000              # MMUEXT_SET_LDT(0x40000000, 8192)
+    mov edx, 9 | (8192 << 8)
+    call mmu_ext
+    mov esi, t_set_ldt
+    call report
+    mov eax, 4                       # set_callbacks: no event callback, failsafe ours
+    mov ebx, 0x0819
+    xor ecx, ecx
+    mov edx, 0x0819
+    mov esi, failsafe_handler
+    int 0x82
+    mov esi, t_set_callbacks
+    call report
+    mov eax, 0
+    mov ebx, bad_cs_traps
+    int 0x82
+    mov esi, t_bad_cs_table
+    call report
+    mov [saved_esp], esp
+    int3
+after_int3:
+    mov esi, t_bad_cs_failsafe
+    mov eax, [failsafe_count]
+    call report
+    mov esi, t_bad_cs_frame
+    mov eax, [failsafe_frame_cs]
     call report
 
     mov eax, 17                      # xen_version(0)
@@ -57,6 +94,17 @@ ud_site:
     int 0x82
     ret
 
+# failsafe: [DS ES FS GS EIP CS EFLAGS] on the stack; note the CS it could not load
+failsafe_handler:
+    mov ax, 0x0821
+    mov ds, ax
+    mov es, ax
+    inc dword ptr [failsafe_count]
+    mov eax, [esp + 20]
+    mov [failsafe_frame_cs], eax
+    mov esp, [saved_esp]
+    jmp after_int3
+
 # #UD: note it, step over the 2-byte ud2, return
 ud_handler:
     inc dword ptr [ud_count]
@@ -70,6 +118,21 @@ regress_traps:
     .byte 6, 0, 0x19, 0x08
     .long ud_handler
     .long 0, 0
+bad_cs_traps:
+    .byte 3, 3
+    .word 0xCB55
+    .long bad_cs_handler
+    .long 0, 0
+bad_cs_handler:
+    iretd
+saved_esp: .long 0
+failsafe_count: .long 0
+failsafe_frame_cs: .long 0
+t_set_ldt: .asciz "set_ldt"
+t_set_callbacks: .asciz "set_callbacks"
+t_bad_cs_table: .asciz "bad_cs_trap_table"
+t_bad_cs_failsafe: .asciz "bad_cs_failsafe"
+t_bad_cs_frame: .asciz "bad_cs_failsafe_frame_cs"
 regress_multicall:
     .long 17, 1, 0, 0, 0, 0, 0, 0
 ud_count: .long 0
