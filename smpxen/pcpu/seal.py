@@ -341,8 +341,11 @@ class Seal:
         above PAGE_OFFSET."""
         self._c_read_batch(self._h, self._batch_ids, self._batch_ptrs, len(_BATCH))
         eip, cs, ss, esp, cr3 = self._batch_vals
-        bases = _Bases(self, cs & 0xFFFF, ss & 0xFFFF)
-        code = self._code(cr3, (bases.base(CS) + eip) & 0xFFFFFFFF)
+        bases = None
+        if cs & 0xFFFF not in _FLAT:
+            bases = self.segment_bases()
+            eip = (bases[CS] + eip) & 0xFFFFFFFF
+        code = self._code(cr3, eip)
         form = self._decoded.get(code)
         if form is None:
             if len(self._decoded) >= 4096:
@@ -350,19 +353,25 @@ class Seal:
             form = self._decoded[code] = decode_segment_load(code) or ()
         if not form:
             return False
-        if form[0] == NONE:
+        kind = form[0]
+        if kind == NONE:
             return True
-        if form[0] == STACK:
-            start, n = bases.base(SS) + esp, form[1]
+        if kind == STACK:
+            seg, n, start = SS, form[1], esp
         else:
-            seg, base, index, scale, disp, addr16 = form[1]
-            ea = disp
+            (seg, base, index, scale, disp, addr16), n = form[1], form[2]
+            start = disp
             if base is not None:
-                ea += self._reg(_GPR[base])
+                start += self._reg(_GPR[base])
             if index is not None:
-                ea += self._reg(_GPR[index]) * scale
-            ea &= 0xFFFF if addr16 else 0xFFFFFFFF
-            start, n = bases.base(seg) + ea, form[2]
+                start += self._reg(_GPR[index]) * scale
+            start &= 0xFFFF if addr16 else 0xFFFFFFFF
+        if bases is None:
+            sel = ss if seg == SS else self._reg(_SEG_REGS[seg])
+            if sel & 0xFFFF not in _FLAT:
+                bases = self.segment_bases()
+        if bases is not None:
+            start += bases[seg]
         return start + n <= A.PAGE_OFFSET      # no wrap-around, nothing in the hypervisor area
 
     def _reg(self, reg: int) -> int:
@@ -375,14 +384,14 @@ class Seal:
         out = b""
         mem, nr = self.mem, self.nr_frames
         while len(out) < 15 and va < A.MACH2PHYS_VIRT_START:
-            pde = _u32.unpack_from(mem, (cr3 & ~0xFFF) + ((va >> 22) << 2))[0]
+            pde = _u32.unpack_from(mem, (cr3 & ~0xFFF) | (va >> 20 & 0xFFC))[0]
             if not pde & A._PAGE_PRESENT or pde >> 12 >= nr:
                 break
-            pte = _u32.unpack_from(mem, (pde & ~0xFFF) + (((va >> 12) & 1023) << 2))[0]
+            pte = _u32.unpack_from(mem, (pde & ~0xFFF) | (va >> 10 & 0xFFC))[0]
             if not pte & A._PAGE_PRESENT or pte >> 12 >= nr:
                 break
-            n = min(15 - len(out), 0x1000 - (va & 0xFFF))
             ma = (pte & ~0xFFF) | (va & 0xFFF)
+            n = min(15 - len(out), 0x1000 - (va & 0xFFF))
             out += mem[ma:ma + n]
             va += n
         return out
@@ -427,21 +436,3 @@ class Seal:
                 return found[0]
         raise RuntimeError(f"cannot locate the segment caches in a Unicorn context "
                            f"(candidates {found}); this Unicorn build is not supported")
-
-
-class _Bases:
-    """Segment bases for one decision: Xen's flat selectors are known to have base
-    0; anything else is read from the CPU's descriptor caches (once)."""
-    __slots__ = ("seal", "cs", "ss", "_all")
-
-    def __init__(self, seal: Seal, cs: int, ss: int):
-        self.seal, self.cs, self.ss = seal, cs, ss
-        self._all = None
-
-    def base(self, seg: int) -> int:
-        if self._all is None:
-            sel = self.cs if seg == CS else self.ss if seg == SS else self.seal._reg(_SEG_REGS[seg]) & 0xFFFF
-            if sel in _FLAT:
-                return 0
-            self._all = self.seal.segment_bases()
-        return self._all[seg]
