@@ -12,17 +12,17 @@ import pytest
 from smpxen.testing import run_up, write_config
 
 INJECT = """
-import smpxen.hv.dispatch as dispatch
-from smpxen.xen import hypercall as nr
+from smpxen.hv.table import HYPERCALLS
+from smpxen.xen.hypercall import Hypercall
 
-real = dispatch._TABLE[nr.{name}]
+real = HYPERCALLS[Hypercall.{name}]
 
 def faulty(hv, *args):
     if hv.current.domid == {domid} and args[0] == {trigger}:
         {action}
     return real(hv, *args)
 
-dispatch._TABLE[nr.{name}] = faulty
+HYPERCALLS[Hypercall.{name}] = faulty
 """
 
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 from smpxen.domain.builder import DomainBuilder, DomainRequest, plan_layout, BuildError
 from smpxen.guests.assemble import assemble_guest
-from smpxen.hv.dispatch import do_hypercall, implemented
+from smpxen.hv.table import do_hypercall, implemented
 from smpxen.hv.guestmem import GuestFault, GuestMemory
 from smpxen.ipc import messages as M
 from smpxen.machine.console import ConsoleMux
@@ -18,7 +18,8 @@ from smpxen.shm.frametable import (FrameTable, OWNER_NONE, OWNER_XEN, PGT_l1_pag
 from smpxen.shm.layout import Layout
 from smpxen.shm.locks import Locks
 from smpxen.shm.ram import MachineRAM
-from smpxen.xen import errno, hypercall as nr
+from smpxen.xen import errno
+from smpxen.xen.hypercall import Hypercall
 from smpxen.xen.structs import SharedInfo, StartInfo
 from smpxen.xen.xen import CONSOLEIO_write
 
@@ -149,26 +150,26 @@ def test_dispatch_console_clips_and_faults(machine_ram):
     mem = GuestMemory(ram, layout.nr_frames)
     mem.cr3 = info.pt_base_mfn << 12
     hv = FakeHv(mem)
-    assert do_hypercall(hv, nr.console_io, CONSOLEIO_write, 0xFFFFFFFF, 0xC0000000, 0, 0) == 4095
+    assert do_hypercall(hv, Hypercall.console_io, CONSOLEIO_write, 0xFFFFFFFF, 0xC0000000, 0, 0) == 4095
     assert len(hv.written[0]) == 4095
-    assert do_hypercall(hv, nr.console_io, CONSOLEIO_write, 8, 0x1000, 0, 0) == -errno.EFAULT
+    assert do_hypercall(hv, Hypercall.console_io, CONSOLEIO_write, 8, 0x1000, 0, 0) == -errno.EFAULT
     hv_strict = FakeHv(mem, privileged=False, for_all=False)
-    assert do_hypercall(hv_strict, nr.console_io, CONSOLEIO_write, 1, 0xC0000000, 0, 0) == -errno.EPERM
+    assert do_hypercall(hv_strict, Hypercall.console_io, CONSOLEIO_write, 1, 0xC0000000, 0, 0) == -errno.EPERM
     assert do_hypercall(hv, 30, 0, 0, 0, 0, 0) == -errno.ENOSYS
 
 
 def test_sched_op_block_clears_upcall_mask(machine_ram):
     hv = FakeHv(None)
     hv.current.shared.vcpu_data[0].evtchn_upcall_mask = 1
-    assert do_hypercall(hv, nr.sched_op, 1, 0, 0, 0, 0) == 0
+    assert do_hypercall(hv, Hypercall.sched_op, 1, 0, 0, 0, 0) == 0
     assert hv.current.shared.vcpu_data[0].evtchn_upcall_mask == 0
     assert hv.events == ["block"]
-    assert do_hypercall(hv, nr.sched_op, 2 | (2 << 8), 0, 0, 0, 0) == 0
+    assert do_hypercall(hv, Hypercall.sched_op, 2 | (2 << 8), 0, 0, 0, 0) == 0
     assert hv.events[-1] == ("shutdown", 2)
 
 
 def test_implemented_hypercalls_listed():
-    assert {nr.console_io, nr.xen_version, nr.sched_op, nr.multicall, nr.vm_assist} <= set(implemented())
+    assert {Hypercall.console_io, Hypercall.xen_version, Hypercall.sched_op, Hypercall.multicall, Hypercall.vm_assist} <= set(implemented())
 
 
 @settings(max_examples=200, deadline=None)
@@ -277,11 +278,11 @@ def test_readme_hypercall_table_matches_the_hypervisor():
     """The README lists every hypercall; exactly the unimplemented ones say -ENOSYS."""
     import re
     from pathlib import Path
-    from smpxen.xen.hypercall import NAMES
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     rows = {int(m[1]): (m[2], m[3]) for m in re.finditer(r"^\| (\d+) \| (\w+) \| (.*) \|$", readme, re.M)}
     done = set(implemented())
-    for number, name in NAMES.items():
+    for number in Hypercall:
+        name = number.name
         assert rows[number][0] == name
         assert rows[number][1].startswith("**-ENOSYS**") == (number not in done), name
 

@@ -4,15 +4,13 @@ read-only in the domain's PERDOMAIN area, and the running core's GDTR points the
 Xen's 40 reserved entries are copied into the first frame."""
 from __future__ import annotations
 
-from smpxen.hv.dispatch import hypercall
-from smpxen.xen import errno, hypercall as nr
+from smpxen.xen import errno
 from smpxen.xen.arch_x86_32 import LAST_RESERVED_GDT_ENTRY
 
 MAX_GDT_ENTRIES = 8192
 DESCS_PER_PAGE = 512
 
 
-@hypercall(nr.set_gdt)
 def do_set_gdt(hv, frame_list, entries, *_):
     if entries <= LAST_RESERVED_GDT_ENTRY or entries > MAX_GDT_ENTRIES:
         return -errno.EINVAL
@@ -26,7 +24,6 @@ def do_set_gdt(hv, frame_list, entries, *_):
     return 0
 
 
-@hypercall(nr.update_descriptor)
 def do_update_descriptor(hv, pa, word1, word2, *_):
     if not hv.mmu.mm.update_descriptor(hv.current.domid, pa, word1, word2):
         return -errno.EINVAL

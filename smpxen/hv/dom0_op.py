@@ -3,9 +3,8 @@ on a domain hosted by another PCPU are carried out by that PCPU (its scheduler a
 its domains' CPU state are its own); the hypervisor services object routes them."""
 import ctypes
 
-from smpxen.hv.dispatch import hypercall
 from smpxen.sched.flags import getdomaininfo_flags
-from smpxen.xen import dom0_ops as D, errno, hypercall as nr
+from smpxen.xen import dom0_ops as D, errno
 
 _OP_SIZE = ctypes.sizeof(D.Dom0Op)
 
@@ -109,7 +108,6 @@ OPS = {
 }
 
 
-@hypercall(nr.dom0_op)
 def do_dom0_op(hv, op_va, *_):
     if not hv.current.privileged:
         return -errno.EPERM

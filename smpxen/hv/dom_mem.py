@@ -9,10 +9,10 @@ Long lists are preemptible, as in Xen 2.0.x: a continuation carries the extent t
 start from in op's upper bits (START_EXTENT_SHIFT)."""
 from __future__ import annotations
 
-from smpxen.hv.dispatch import hypercall
 from smpxen.hv.guestmem import GuestFault
 from smpxen.hv.mmu import guest_range_ok
-from smpxen.xen import errno, hypercall as nr
+from smpxen.xen import errno
+from smpxen.xen.hypercall import Hypercall
 from smpxen.xen.xen import (DOMID_SELF, MEMOP_decrease_reservation, MEMOP_increase_reservation,
                             START_EXTENT_SHIFT)
 
@@ -21,7 +21,6 @@ from smpxen.xen.xen import (DOMID_SELF, MEMOP_decrease_reservation, MEMOP_increa
 CHUNK = 32
 
 
-@hypercall(nr.dom_mem_op)
 def do_dom_mem_op(hv, op, extent_list, nr_extents, extent_order, domid):
     start = op >> START_EXTENT_SHIFT
     cmd = op & ((1 << START_EXTENT_SHIFT) - 1)
@@ -44,7 +43,7 @@ def do_dom_mem_op(hv, op, extent_list, nr_extents, extent_order, domid):
     i = start
     while i < nr_extents:
         if i > start and hv.preempt_pending():
-            return hv.create_continuation(nr.dom_mem_op, cmd | i << START_EXTENT_SHIFT, extent_list,
+            return hv.create_continuation(Hypercall.dom_mem_op, cmd | i << START_EXTENT_SHIFT, extent_list,
                                           nr_extents, extent_order, domid)
         n = min(CHUNK, nr_extents - i)
         got = step(hv, mmu, d, extent_list, i, n, extent_order)

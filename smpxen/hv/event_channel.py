@@ -18,8 +18,7 @@ from __future__ import annotations
 import ctypes
 from contextlib import nullcontext
 
-from smpxen.hv.dispatch import hypercall
-from smpxen.xen import errno, hypercall as nr
+from smpxen.xen import errno
 from smpxen.xen.structs import EvtchnOp
 from smpxen.xen.xen import (DOMID_SELF, EVTCHNOP_alloc_unbound, EVTCHNOP_bind_interdomain,
                             EVTCHNOP_bind_pirq, EVTCHNOP_bind_virq, EVTCHNOP_close,
@@ -287,7 +286,6 @@ class EvtchnTables:
         return 0 if info is None or virq >= NR_VIRQS else info.virq_to_evtchn[virq]
 
 
-@hypercall(nr.event_channel_op)
 def do_event_channel_op(hv, uop, *_):
     op = EvtchnOp.from_buffer_copy(hv.mem.read(uop, ctypes.sizeof(EvtchnOp)))
     v = hv.current

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import struct
 
-from smpxen.hv.dispatch import hypercall
 from smpxen.hv.guestmem import GuestFault
 from smpxen.shm.frametable import PGT_count_mask, PGT_l1_page_table, PGT_l2_page_table, PGT_type_mask
-from smpxen.xen import errno, hypercall as nr
+from smpxen.xen import errno
 from smpxen.xen.arch_x86_32 import HYPERVISOR_VIRT_START, LDT_ENTRY_SIZE, MAX_LDT_ENTRIES, PAGE_OFFSET
+from smpxen.xen.hypercall import Hypercall
 from smpxen.xen.xen import (MMU_EXTENDED_COMMAND, MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE,
                             MMUEXT_CLEAR_FOREIGNDOM, MMUEXT_CMD_MASK, MMUEXT_CMD_SHIFT,
                             MMUEXT_INVLPG, MMUEXT_NEW_BASEPTR, MMUEXT_PIN_L1_TABLE,
@@ -38,7 +38,6 @@ def guest_range_ok(va: int, nbytes: int) -> bool:
     return nbytes >= 0 and va + nbytes <= HYPERVISOR_VIRT_START
 
 
-@hypercall(nr.mmu_update)
 def do_mmu_update(hv, ureqs, count, success_count, foreign, _a5):
     mmu = hv.mmu
     mmu.cleanup_writable_pagetables()
@@ -58,7 +57,7 @@ def do_mmu_update(hv, ureqs, count, success_count, foreign, _a5):
             return -errno.EFAULT
         while i < count:
             if i and hv.preempt_pending():     # after one request at least: progress
-                rc = hv.create_continuation(nr.mmu_update, ureqs + i * _req.size,
+                rc = hv.create_continuation(Hypercall.mmu_update, ureqs + i * _req.size,
                                             (count - i) | MMU_UPDATE_PREEMPTED, success_count,
                                             mmu.foreigndom())
                 break
@@ -144,7 +143,6 @@ def _extended_command(hv, mmu, ptr: int, val: int) -> bool:
     return False
 
 
-@hypercall(nr.update_va_mapping)
 def do_update_va_mapping(hv, page_nr, val, flags, *_):
     if page_nr >= HYPERVISOR_VIRT_START >> 12:
         return -errno.EINVAL
@@ -167,7 +165,6 @@ def do_update_va_mapping(hv, page_nr, val, flags, *_):
     return 0 if ok else -errno.EINVAL
 
 
-@hypercall(nr.update_va_mapping_otherdomain)
 def do_update_va_mapping_otherdomain(hv, page_nr, val, flags, domid, _a5):
     if not hv.current.privileged:
         return -errno.EPERM

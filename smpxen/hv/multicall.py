@@ -10,9 +10,8 @@ the multicall's continuation starts again at that entry."""
 import ctypes
 import struct
 
-from smpxen.hv.dispatch import do_hypercall, hypercall
-from smpxen.xen import errno, hypercall as nr
-from smpxen.xen.hypercall import NR_HYPERCALLS
+from smpxen.xen import errno
+from smpxen.xen.hypercall import NR_HYPERCALLS, Hypercall
 from smpxen.xen.structs import MULTICALL_RESULT_INDEX, MulticallEntry
 
 _SIZE = ctypes.sizeof(MulticallEntry)
@@ -21,7 +20,6 @@ _unpack = struct.Struct("<8I").unpack
 MAX_CALLS = (1 << 32) // _SIZE
 
 
-@hypercall(nr.multicall)
 def do_multicall(hv, call_list, nr_calls, *_):
     if nr_calls >= MAX_CALLS:
         return -errno.EFAULT
@@ -29,16 +27,16 @@ def do_multicall(hv, call_list, nr_calls, *_):
     for i in range(nr_calls):
         va = call_list + i * _SIZE
         if i and hv.preempt_pending():
-            return hv.create_continuation(nr.multicall, va, nr_calls - i)
+            return hv.create_continuation(Hypercall.multicall, va, nr_calls - i)
         op, a1, a2, a3, a4, a5, _r, _a7 = _unpack(mem.read(va, _SIZE))
-        if op & (NR_HYPERCALLS - 1) == nr.multicall:
+        if op & (NR_HYPERCALLS - 1) == Hypercall.multicall:
             continue
         hv.multicall_entry, hv.multicall_preempted = va, False
         try:
-            result = do_hypercall(hv, op, a1, a2, a3, a4, a5)
+            result = hv.hypercall(op, a1, a2, a3, a4, a5)
         finally:
             hv.multicall_entry = None
         if hv.multicall_preempted:
-            return hv.create_continuation(nr.multicall, va, nr_calls - i)
+            return hv.create_continuation(Hypercall.multicall, va, nr_calls - i)
         mem.write_u32(va + _RESULT_OFFSET, result)
     return 0

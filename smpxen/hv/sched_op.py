@@ -1,11 +1,9 @@
 """sched_op (xen/common/schedule.c do_sched_op): yield, block, shutdown."""
-from smpxen.hv.dispatch import hypercall
-from smpxen.xen import errno, hypercall as nr
+from smpxen.xen import errno
 from smpxen.xen.xen import (SCHEDOP_block, SCHEDOP_cmdmask, SCHEDOP_reasonshift,
                             SCHEDOP_shutdown, SCHEDOP_yield)
 
 
-@hypercall(nr.sched_op)
 def do_sched_op(hv, op, *_):
     cmd = op & SCHEDOP_cmdmask
     vcpu = hv.current

@@ -4,16 +4,15 @@ set_fast_trap. They only record state in the VCPU's ThreadState (and, for TS and
 the debug registers, in the emulated CPU); smpxen.pcpu.bounce uses it."""
 import struct
 
-from smpxen.hv.dispatch import hypercall
-from smpxen.xen import errno, hypercall as nr
+from smpxen.xen import errno
 from smpxen.xen.arch_x86_32 import PAGE_OFFSET, TI_DPL_MASK, TI_IF_FLAG, VALID_CODESEL
+from smpxen.xen.hypercall import Hypercall
 
 _trap_info = struct.Struct("<BBHI")     # trap_info_t: vector, flags, cs, address
 FAST_TRAP_VECTORS = frozenset([0x80, *range(0x20, 0x30)])
 DR7_GD = 1 << 13
 
 
-@hypercall(nr.set_trap_table)
 def do_set_trap_table(hv, traps, *_):
     """Copy entries until one has address 0; a bad selector stops with -EPERM and
     leaves the entries before it installed, as Xen's loop does. The list has no
@@ -22,7 +21,7 @@ def do_set_trap_table(hv, traps, *_):
     first = True
     while True:
         if not first and hv.preempt_pending():
-            return hv.create_continuation(nr.set_trap_table, traps)
+            return hv.create_continuation(Hypercall.set_trap_table, traps)
         first = False
         vector, flags, cs, address = _trap_info.unpack(hv.mem.read(traps, _trap_info.size))
         if address == 0:
@@ -35,7 +34,6 @@ def do_set_trap_table(hv, traps, *_):
         traps += _trap_info.size
 
 
-@hypercall(nr.stack_switch)
 def do_stack_switch(hv, ss, esp, *_):
     if ss & 3 == 0:
         return -errno.EPERM
@@ -44,7 +42,6 @@ def do_stack_switch(hv, ss, esp, *_):
     return 0
 
 
-@hypercall(nr.set_callbacks)
 def do_set_callbacks(hv, event_sel, event_addr, failsafe_sel, failsafe_addr, *_):
     if not VALID_CODESEL(event_sel) or not VALID_CODESEL(failsafe_sel):
         return -errno.EPERM
@@ -54,7 +51,6 @@ def do_set_callbacks(hv, event_sel, event_addr, failsafe_sel, failsafe_addr, *_)
     return 0
 
 
-@hypercall(nr.fpu_taskswitch)
 def do_fpu_taskswitch(hv, *_):
     """Set CR0.TS: the guest's next FPU instruction raises #NM, which the hypervisor
     bounces to the guest after clearing TS (Xen's DF_GUEST_STTS)."""
@@ -63,7 +59,6 @@ def do_fpu_taskswitch(hv, *_):
     return 0
 
 
-@hypercall(nr.set_debugreg)
 def do_set_debugreg(hv, reg, value, *_):
     if reg in (0, 1, 2, 3):
         if value > PAGE_OFFSET - 4:
@@ -85,14 +80,12 @@ def do_set_debugreg(hv, reg, value, *_):
     return 0
 
 
-@hypercall(nr.get_debugreg)
 def do_get_debugreg(hv, reg, *_):
     if not 0 <= reg <= 7:
         return -errno.EINVAL
     return hv.current.thread.debugreg[reg]
 
 
-@hypercall(nr.set_fast_trap)
 def do_set_fast_trap(hv, idx, *_):
     """A direct system-call gate: `int idx` from the guest goes to its trap-table
     handler without the hypervisor's trap path (here: bounced inside the interrupt

@@ -1,9 +1,7 @@
-from smpxen.hv.dispatch import hypercall
-from smpxen.xen import errno, hypercall as nr
+from smpxen.xen import errno
 from smpxen.xen.xen import XEN_SUBVERSION, XEN_VERSION
 
 
-@hypercall(nr.xen_version)
 def do_xen_version(hv, cmd, *_):
     if cmd != 0:
         return -errno.ENOSYS

@@ -1,10 +1,8 @@
 """vm_assist (xen/common/domain.c): per-domain assist bits, e.g. writable page tables."""
-from smpxen.hv.dispatch import hypercall
-from smpxen.xen import errno, hypercall as nr
+from smpxen.xen import errno
 from smpxen.xen.xen import MAX_VMASST_TYPE, VMASST_CMD_disable, VMASST_CMD_enable
 
 
-@hypercall(nr.vm_assist)
 def do_vm_assist(hv, cmd, type_, *_):
     if type_ > MAX_VMASST_TYPE:
         return -errno.EINVAL

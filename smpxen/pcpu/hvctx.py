@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import struct
 
+from smpxen.hv.table import do_hypercall
+
 
 class HvContext:
     def __init__(self, pcpu):
@@ -41,6 +43,10 @@ class HvContext:
     # continuation goes into the entry's arguments instead of the registers.
     multicall_entry: int | None = None
     multicall_preempted = False
+
+    def hypercall(self, number: int, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
+        """A hypercall made for the guest by another one (multicall's entries)."""
+        return do_hypercall(self, number, a1, a2, a3, a4, a5)
 
     def preempt_pending(self) -> bool:
         """hypercall_preempt_check(): stop a long hypercall here with a continuation."""

@@ -14,7 +14,7 @@ import psutil
 import zmq
 from unicorn import UC_ERR_INSN_INVALID
 
-from smpxen.hv.dispatch import do_hypercall
+from smpxen.hv.table import do_hypercall
 from smpxen.hv.guestmem import GuestMemory
 from smpxen.ipc import endpoints, messages as M
 from smpxen.pcpu.bounce import BounceError, GuestTraps
