@@ -271,8 +271,9 @@ def test_check_descriptor():
     lo, hi = check_descriptor(0x0000FFFF, 0xFCCFBA00)        # base in the read-only M2P:
     assert ((hi & 0xF0000) | (lo & 0xFFFF)) == 0x3FF         # allowed, limit cut at PAGE_OFFSET
     assert check_descriptor(0x0000FFFF, 0x00CF3A00) == (0x0000FFFF, 0x00CF3A00)  # not present
-    assert check_descriptor(0x08190000, 0x0000EC00) is not None   # call gate to FLAT_RING1_CS
-    assert check_descriptor(0x08080000, 0x0000EC00) is None       # call gate to Xen's CS
+    assert check_descriptor(0x08190000, 0x0000AC00) is not None   # DPL-1 call gate to FLAT_RING1_CS
+    assert check_descriptor(0x08190000, 0x0000EC00) is None       # DPL 3: needs a TSS (none)
+    assert check_descriptor(0x08080000, 0x0000AC00) is None       # call gate to Xen's CS
     assert check_descriptor(0x08190000, 0x0000EE00) is None       # interrupt gate
 
 

@@ -3,6 +3,11 @@ let a guest use? No DPL-0 descriptors, no system descriptors but call gates into
 valid guest code selectors, and code/data segments must stay below the hypervisor
 (their limit is truncated at PAGE_OFFSET, as Xen does).
 
+smpxen is stricter than Xen about call gates: one with DPL 2 or 3 is refused. A call
+from ring 3 through such a gate into ring-1 code switches to the ring-1 stack the
+TSS holds, and smpxen models no TSS: QEMU aborts the whole PCPU process there
+("invalid tss"). Gates of DPL 1 (ring 1 calling ring 1) need no stack switch.
+
 smpxen addition: the accessed bit of a present code/data descriptor is set here.
 Descriptor tables are mapped read-only in the per-domain area, and a Unicorn core
 that had to set the bit itself while loading a segment would write into that
@@ -41,7 +46,7 @@ def check_descriptor(lo: int, hi: int) -> tuple[int, int] | None:
     if not hi & _SEGMENT_S:
         if hi & _SEGMENT_TYPE != _CALL_GATE:  # only call gates among system descriptors
             return None
-        if not valid_codesel(lo >> 16) or hi & 0xE0:
+        if not valid_codesel(lo >> 16) or hi & 0xE0 or (hi & _SEGMENT_DPL) >> 13 > 1:
             return None
         return lo, hi
     base = (hi & 0xFF000000) | ((hi & 0xFF) << 16) | (lo >> 16)
