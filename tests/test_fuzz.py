@@ -110,13 +110,15 @@ def test_fuzz_findings_stay_fixed_and_results_are_counted(tmp_path, no_leaks):
         # a trap-table selector whose descriptor cannot be loaded (an LDT entry on an
         # unmapped page; it crashed the PCPU): the failsafe callback, with that CS
         "set_ldt": 0, "set_callbacks": 0, "bad_cs_trap_table": 0,
-        "bad_cs_failsafe": 1, "bad_cs_failsafe_frame_cs": 0xCB55}
+        "bad_cs_failsafe": 1, "bad_cs_failsafe_frame_cs": 0xCB55,
+        # a #GP right after bytes that read `int 0x0d`: a fault, error code and all
+        "gp_trap_table": 0, "gp_frame_error_code": 0, "gp_frame_eip_at_hlt": 1}
     # the result histogram, exactly (see fuzz_regress.s): errnos by name, positive
     # values together; a multicall entry's result is not a hypercall of its own
-    assert d["hypercall_results"] == {"0": 6, "positive": 9, "-ENOSYS": 2, "-EFAULT": 1,
+    assert d["hypercall_results"] == {"0": 7, "positive": 12, "-ENOSYS": 2, "-EFAULT": 1,
                                       "-EINVAL": 1, "-EPERM": 1}
-    assert d["hypercalls_by_number"] == {"set_trap_table": 2, "console_io": 9, "xen_version": 2,
+    assert d["hypercalls_by_number"] == {"set_trap_table": 3, "console_io": 12, "xen_version": 2,
                                          "hypercall_23": 1, "vm_assist": 1, "dom0_op": 1,
                                          "multicall": 1, "sched_op": 1, "mmu_update": 1,
                                          "set_callbacks": 1}
-    assert d["hypercalls"] == 20
+    assert d["hypercalls"] == 24

@@ -45,6 +45,9 @@ from smpxen.xen import arch_x86_32 as A
 # exception_is_int, exception_next_eip, dr[8] and four breakpoint pointers lie
 # between them in CPUX86State. Verified at start-up by calibrate_error_code().
 ERROR_CODE_DELTA = -112
+# env->exception_is_int follows env->error_code: 1 when the exception is an `int n`,
+# int3 or into, 0 for a fault (checked by calibrate_error_code).
+EXCEPTION_IS_INT_DELTA = 4
 SOFT_INT_OPCODES = {0xCC: 3, 0xCE: 4}     # int3, into: vector implied by the opcode
 _trampoline_frame = struct.Struct(f"<{len(TRAMPOLINE_FRAME)}I")
 NO_HANDLER = (0, A.FLAT_GUESTOS_CS, 0)     # (flags, cs, address) of an unset trap entry
@@ -149,6 +152,28 @@ class Bouncer:
             raise RuntimeError("cannot locate Unicorn's error-code field; this Unicorn build "
                                "is not supported")
         self.error_code_offset = guess
+        is_int = guess + EXCEPTION_IS_INT_DELTA
+        if ctx[is_int:is_int + 4] != bytes(4) or self._probe_context("int3")[is_int:is_int + 4] != \
+                (1).to_bytes(4, "little"):
+            raise RuntimeError("cannot locate Unicorn's exception_is_int field; this Unicorn "
+                               "build is not supported")
+
+    def _probe_context(self, source: str) -> bytes:
+        """The saved context at the first interrupt of a ring-0 probe (int3 only)."""
+        from keystone import KS_ARCH_X86, KS_MODE_32, Ks
+        core, uc = self.core, self.core.uc
+        code, _ = Ks(KS_ARCH_X86, KS_MODE_32).asm(source, core.stack_va)
+        core.ram.write(core.stack_pa, bytes(code))
+        saved_hook = core.on_interrupt
+        try:
+            core.on_interrupt = lambda vector: uc.emu_stop()
+            uc.context_restore(core.ring0)
+            core.run(core.stack_va)
+            return bytes(uc.context_save())
+        finally:
+            core.on_interrupt = saved_hook
+            core.ram.write(core.stack_pa, bytes(len(code)))
+            uc.context_restore(core.ring0)
 
     # ---- reading the interrupted context ---------------------------------------
     def consume_fault(self) -> int:
@@ -162,6 +187,12 @@ class Bouncer:
         ctypes.memmove(addr + self.core._fault_state_offset, b"\xff\xff\xff\xff", 4)
         uc.context_restore(ctx)
         return code
+
+    def exception_was_int(self) -> bool:
+        """QEMU's own word on the exception the hook just took: `int n`/int3/into."""
+        ctx = self.core.uc.context_save()
+        addr = ctypes.cast(ctx.context, ctypes.c_void_p).value
+        return bool(ctypes.c_int32.from_address(addr + self.error_code_offset + EXCEPTION_IS_INT_DELTA).value)
 
     def is_soft_int(self, vector: int, eip: int) -> bool:
         """Was this `int n` / int3 / into (EIP after it) rather than a fault (EIP at
@@ -280,7 +311,10 @@ class GuestTraps:
         (its error code read and QEMU's in-progress marker cleared)."""
         b = self.bouncer
         b.mem.cr3 = self.pcpu.core.cr3()
-        soft = cpl != 0 and b.is_soft_int(vector, eip)
+        # The bytes before EIP can look like `int n` by chance (a #GP right after an
+        # instruction ending in CD 0D was delivered as int 0x0d: no error code, the
+        # frame one word short); QEMU's flag settles it.
+        soft = cpl != 0 and b.is_soft_int(vector, eip) and b.exception_was_int()
         if soft:
             return GuestTrap(vector, eip, cpl, True)
         code = b.consume_fault()

@@ -10,12 +10,15 @@
 # bad_cs_*: a trap-table entry whose selector VALID_CODESEL accepts but whose
 # descriptor cannot be loaded goes to the failsafe callback (see below).
 #
+# gp_*: a fault right after bytes that read like `int n` is still a fault (with its
+# error code), not a software interrupt (see below).
+#
 # Then hypercalls with known results, printing nothing, for the report's result
 # histogram: xen_version(0) > 0, xen_version(1) and number 23 -ENOSYS, a console
 # write from the hypervisor area -EFAULT, vm_assist type 3 -EINVAL, dom0_op from a
 # domU -EPERM, and a multicall (0) whose one entry's -ENOSYS is not a hypercall of
-# its own. With the two trap tables, SET_LDT, set_callbacks, the eight report lines
-# and the final shutdown the domain makes 20 hypercalls.
+# its own. With the three trap tables, SET_LDT, set_callbacks, the eleven report
+# lines and the final shutdown the domain makes 24 hypercalls.
 
 guest_main:
     mov eax, 0                       # set_trap_table
@@ -68,6 +71,30 @@ after_int3:
     mov eax, [failsafe_frame_cs]
     call report
 
+    # A #GP (hlt in ring 1) right after the bytes CD 0D, which read like `int 0x0d`:
+    # a fault, with its error code below EIP, EIP at the hlt. (It was delivered as
+    # `int 0x0d`: the bytes before EIP decided, and the frame had no error code.)
+    mov eax, 0
+    mov ebx, gp_traps
+    int 0x82
+    mov esi, t_gp_table
+    call report
+    mov [saved_esp], esp
+    xor eax, eax
+    add eax, 0x0DCD0000              # 05 00 00 CD 0D
+gp_site:
+    hlt
+gp_back:
+    mov esi, t_gp_frame0
+    mov eax, [gp_frame]
+    call report
+    mov eax, [gp_frame + 4]
+    cmp eax, gp_site
+    sete al
+    movzx eax, al
+    mov esi, t_gp_eip
+    call report
+
     mov eax, 17                      # xen_version(0)
     xor ebx, ebx
     int 0x82
@@ -105,6 +132,15 @@ failsafe_handler:
     mov esp, [saved_esp]
     jmp after_int3
 
+# #GP: keep the two words on top of the frame, go back
+gp_handler:
+    mov eax, [esp]
+    mov [gp_frame], eax
+    mov eax, [esp + 4]
+    mov [gp_frame + 4], eax
+    mov esp, [saved_esp]
+    jmp gp_back
+
 # #UD: note it, step over the 2-byte ud2, return
 ud_handler:
     inc dword ptr [ud_count]
@@ -125,6 +161,14 @@ bad_cs_traps:
     .long 0, 0
 bad_cs_handler:
     iretd
+gp_traps:
+    .byte 13, 1, 0x19, 0x08
+    .long gp_handler
+    .long 0, 0
+gp_frame: .long 0, 0
+t_gp_table: .asciz "gp_trap_table"
+t_gp_frame0: .asciz "gp_frame_error_code"
+t_gp_eip: .asciz "gp_frame_eip_at_hlt"
 saved_esp: .long 0
 failsafe_count: .long 0
 failsafe_frame_cs: .long 0
