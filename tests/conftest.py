@@ -1,9 +1,21 @@
+"""Tests by cost: tests/unit/ run in this process in seconds; everything else
+(tests/machine/) starts processes and carries the `machine` marker, so
+`pytest -m "not machine"` runs the unit tests alone."""
 import os
+from pathlib import Path
 
 import psutil
 import pytest
 
 from smpxen import testing
+
+UNIT = Path(__file__).resolve().parent / "unit"
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if UNIT not in Path(item.path).resolve().parents:
+            item.add_marker(pytest.mark.machine)
 
 
 def _our_processes():

@@ -3,7 +3,7 @@
 1. A segment load through an LDT page that is not mapped raises #PF with CR2 at the
    descriptor's address in the LDT, also in ring 0 from a `pop ds` (smpxen's entry
    trampoline reloads the guest's selectors there, and maps the LDT shadow page
-   lazily when that fault comes: smpxen/pcpu/mmu.py).
+   lazily when that fault comes: smpxen/pcpu/paging.py).
 2. LDTR, written with uc.reg_write(UC_X86_REG_LDTR, (selector, base, limit, flags)),
    is part of a saved context, and that context restores in another process (a
    fresh interpreter with its own Unicorn core over the same shared RAM): a

@@ -73,7 +73,7 @@ cpu = 1
 cmdline = "{spin}"
 """
 
-# mm_addrspace's checks when every one of them passes (as in tests/test_mm_guests.py)
+# mm_addrspace's checks when every one of them passes (as in tests/machine/test_mm_guests.py)
 ADDRSPACE_OK = {"build_l1": 0, "build_l2": 0, "pin_l1": 0, "pin_l2": 0, "pinned_l1_raw_write": -22,
                 "new_baseptr": 0, "newva_rw_ok": 1, "loop_errors": 0, "m2p_update": 0,
                 "m2p_seen": 1, "baseptr_back": 0, "unpin_l2": 0, "unpin_l1": 0,
@@ -114,7 +114,7 @@ def spin_checksum(iterations: int) -> int:
 
 
 def hypervisor_errors(report: dict) -> int:
-    """Domains that ended because hypervisor code raised (pcpu/loop.py error_detail)."""
+    """Domains that ended because hypervisor code raised (smpxen/pcpu/containment.py error_detail)."""
     return sum("hypervisor error" in ((d["ended"] or {}).get("detail") or "") for d in report["domains"])
 
 

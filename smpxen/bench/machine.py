@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from smpxen.guests.assemble import assemble_guest, symbol_address
+from smpxen.measure import summary
 from smpxen.testing import console_values, run_up, write_config
 
 HYPERCALLS = 200_000
@@ -266,9 +267,7 @@ def zmq_floor_rtt_us(rounds: int = 400, warmup: int = 50) -> dict:
     finally:
         peer.join(timeout=10)
         ctx.destroy(linger=0)
-    samples.sort()
-    return {"median": round(statistics.median(samples), 1),
-            "p99": round(samples[int(len(samples) * 0.99) - 1], 1), "samples": len(samples)}
+    return summary(samples)
 
 
 def boot_and_ipi(cpus: int = 4) -> dict:

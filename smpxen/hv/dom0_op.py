@@ -3,23 +3,24 @@ on a domain hosted by another PCPU are carried out by that PCPU (its scheduler a
 its domains' CPU state are its own); the hypervisor services object routes them."""
 import ctypes
 
+from smpxen.hv.iface import Hypervisor
 from smpxen.sched.flags import getdomaininfo_flags
 from smpxen.xen import dom0_ops as D, errno
 
 _OP_SIZE = ctypes.sizeof(D.Dom0Op)
 
 
-def _union(hv, op_va, struct):
+def _union(hv: Hypervisor, op_va, struct):
     return struct.from_buffer_copy(hv.mem.read(op_va + D.UNION_OFFSET, ctypes.sizeof(struct)))
 
 
-def _put_union(hv, op_va, value) -> None:
+def _put_union(hv: Hypervisor, op_va, value) -> None:
     hv.mem.write(op_va + D.UNION_OFFSET, bytes(value))
 
 
-def getdomaininfo(hv, op_va):
+def getdomaininfo(hv: Hypervisor, op_va):
     req = _union(hv, op_va, D.GetDomainInfo)
-    info = hv.first_domain_from(req.domain)
+    info = hv.domains.first_from(req.domain)
     if info is None:
         return -errno.ESRCH
     out = D.GetDomainInfo()
@@ -34,26 +35,26 @@ def getdomaininfo(hv, op_va):
     return 0
 
 
-def settime(hv, op_va):
+def settime(hv: Hypervisor, op_va):
     t = _union(hv, op_va, D.SetTime)
     hv.settime(t.secs, t.usecs, t.system_time)
     return 0
 
 
-def pincpudomain(hv, op_va):
+def pincpudomain(hv: Hypervisor, op_va):
     p = _union(hv, op_va, D.PinCpuDomain)
     return hv.pin_domain(p.domain, p.cpu)
 
 
-def pause(hv, op_va):
+def pause(hv: Hypervisor, op_va):
     return hv.pause_domain(_union(hv, op_va, D.DomainOnly).domain, True)
 
 
-def unpause(hv, op_va):
+def unpause(hv: Hypervisor, op_va):
     return hv.pause_domain(_union(hv, op_va, D.DomainOnly).domain, False)
 
 
-def adjustdom(hv, op_va):
+def adjustdom(hv: Hypervisor, op_va):
     a = _union(hv, op_va, D.AdjustDom)
     if a.sched_id != D.SCHED_BVT:
         return -errno.EINVAL
@@ -71,7 +72,7 @@ def adjustdom(hv, op_va):
     return -errno.EINVAL
 
 
-def schedctl(hv, op_va):
+def schedctl(hv: Hypervisor, op_va):
     c = _union(hv, op_va, D.SchedCtl)
     if c.sched_id != D.SCHED_BVT or c.direction not in (D.SCHED_INFO_PUT, D.SCHED_INFO_GET):
         return -errno.EINVAL
@@ -80,12 +81,12 @@ def schedctl(hv, op_va):
     return 0
 
 
-def sched_id(hv, op_va):
+def sched_id(hv: Hypervisor, op_va):
     _put_union(hv, op_va, D.SchedId(D.SCHED_BVT))
     return 0
 
 
-def physinfo(hv, op_va):
+def physinfo(hv: Hypervisor, op_va):
     p = D.PhysInfo()
     info = hv.physinfo()
     p.ht_per_core, p.cores = 1, info["cpus"]
@@ -108,7 +109,7 @@ OPS = {
 }
 
 
-def do_dom0_op(hv, op_va, *_):
+def do_dom0_op(hv: Hypervisor, op_va, *_):
     if not hv.current.privileged:
         return -errno.EPERM
     head = D.Dom0Op.from_buffer_copy(hv.mem.read(op_va, _OP_SIZE))

@@ -9,6 +9,7 @@ Long lists are preemptible, as in Xen 2.0.x: a continuation carries the extent t
 start from in op's upper bits (START_EXTENT_SHIFT)."""
 from __future__ import annotations
 
+from smpxen.hv.iface import Hypervisor
 from smpxen.hv.guestmem import GuestFault
 from smpxen.hv.mmu import guest_range_ok
 from smpxen.xen import errno
@@ -21,16 +22,16 @@ from smpxen.xen.xen import (DOMID_SELF, MEMOP_decrease_reservation, MEMOP_increa
 CHUNK = 32
 
 
-def do_dom_mem_op(hv, op, extent_list, nr_extents, extent_order, domid):
+def do_dom_mem_op(hv: Hypervisor, op, extent_list, nr_extents, extent_order, domid):
     start = op >> START_EXTENT_SHIFT
     cmd = op & ((1 << START_EXTENT_SHIFT) - 1)
-    mmu = hv.mmu
+    paging = hv.paging
     d = domid & 0xFFFF
     if d == DOMID_SELF:
         d = hv.current.domid
     elif not hv.current.privileged:
         return -errno.EPERM
-    elif mmu.mm.dominfo(d) is None:
+    elif hv.domains.find(d) is None:
         return -errno.ESRCH
     if cmd == MEMOP_increase_reservation:
         step = _increase
@@ -46,37 +47,36 @@ def do_dom_mem_op(hv, op, extent_list, nr_extents, extent_order, domid):
             return hv.create_continuation(Hypercall.dom_mem_op, cmd | i << START_EXTENT_SHIFT, extent_list,
                                           nr_extents, extent_order, domid)
         n = min(CHUNK, nr_extents - i)
-        got = step(hv, mmu, d, extent_list, i, n, extent_order)
+        got = step(hv, paging, d, extent_list, i, n, extent_order)
         i += got
         if got < n:
             break
     return i
 
 
-def _increase(hv, mmu, d, extent_list, first, n, order) -> int:
+def _increase(hv: Hypervisor, paging, d, extent_list, first, n, order) -> int:
     """Extents first .. first+n-1; returns how many were given."""
     if order != 0:
         return 0          # only physical-device domains may ask for larger extents
     # Xen allocates extent by extent; taking a chunk that fits under max_pages at once
     # gives the same result with one flush (one shootdown) for the chunk.
-    info = mmu.mm.dominfo(d)
-    n = max(0, min(n, info.max_pages - info.tot_pages, mmu.mm.ft.header.free_count))
-    mfns = mmu.alloc_frames(d, n) or []
+    mm = hv.mm
+    info = hv.domains.find(d)
+    n = max(0, min(n, info.max_pages - info.tot_pages, mm.free_frames()))
+    mfns = paging.alloc_frames(d, n) or []
     for i, mfn in enumerate(mfns):
-        # Xen 2.0 hands frames over unscrubbed; smpxen clears them so no domain
-        # reads what another left behind.
-        mmu.mm.ft.ram.zero_frame(mfn)
+        mm.scrub_frame(mfn)
         try:
             hv.mem.write_u32(extent_list + 4 * (first + i), mfn)
         except GuestFault:
             for lost in mfns[i:]:          # the guest cannot name them: back to the pool
-                mmu.mm.free_dom_page(lost, d)
+                mm.free_dom_page(lost, d)
             return i
     return len(mfns)
 
 
-def _decrease(hv, mmu, d, extent_list, first, n, order) -> int:
-    mm = mmu.mm
+def _decrease(hv: Hypervisor, paging, d, extent_list, first, n, order) -> int:
+    mm = hv.mm
     for i in range(n):
         try:
             mfn = hv.mem.read_u32(extent_list + 4 * (first + i))
@@ -89,7 +89,7 @@ def _decrease(hv, mmu, d, extent_list, first, n, order) -> int:
                 # Revocation (smpxen): Xen 2.0 would keep a frame the domain still
                 # maps alive until it unmapped it; here the domain's PCPU removes
                 # those mappings first, so the frame really leaves it.
-                mmu.revoke_mappings(d, mfn + j)
+                paging.revoke_mappings(d, mfn + j)
             if not mm.free_dom_page(mfn + j, d):
                 return i
     return n

@@ -12,12 +12,14 @@ the table here has its full size from the start.
 EvtchnTables is pure table logic (no PCPU, no guest memory): it is what the unit
 tests drive. Setting a port pending in the target's shared_info is not done here:
 send returns the remote (domain, port) and the caller routes it to the PCPU that
-owns that domain (smpxen.pcpu.events, DESIGN.md invariant 1)."""
+owns that domain (smpxen/pcpu/events.py; docs/design.md, "Who writes what in
+machine RAM")."""
 from __future__ import annotations
 
 import ctypes
 from contextlib import nullcontext
 
+from smpxen.hv.iface import Hypervisor
 from smpxen.xen import errno
 from smpxen.xen.structs import EvtchnOp
 from smpxen.xen.xen import (DOMID_SELF, EVTCHNOP_alloc_unbound, EVTCHNOP_bind_interdomain,
@@ -286,7 +288,7 @@ class EvtchnTables:
         return 0 if info is None or virq >= NR_VIRQS else info.virq_to_evtchn[virq]
 
 
-def do_event_channel_op(hv, uop, *_):
+def do_event_channel_op(hv: Hypervisor, uop, *_):
     op = EvtchnOp.from_buffer_copy(hv.mem.read(uop, ctypes.sizeof(EvtchnOp)))
     v = hv.current
     me, priv = v.domid, v.privileged

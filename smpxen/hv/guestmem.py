@@ -23,11 +23,11 @@ class GuestFault(Exception):
 
 
 class GuestMemory:
-    def __init__(self, ram, nr_frames: int):
+    def __init__(self, ram, nr_frames: int, reconnect=None):
         self.mem = ram.mem
         self.nr_frames = nr_frames
         self.cr3 = 0          # machine address of the current page directory
-        self.reconnect = None  # va -> bool: restored a not-present PDE (set by the PCPU)
+        self.reconnect = reconnect  # va -> bool: restored a not-present PDE (pcpu/paging.py)
 
     def translate(self, va: int, write: bool) -> int:
         """Machine address of guest virtual address va."""

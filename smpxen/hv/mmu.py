@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import struct
 
+from smpxen.hv.iface import Hypervisor
 from smpxen.hv.guestmem import GuestFault
-from smpxen.shm.frametable import PGT_count_mask, PGT_l1_page_table, PGT_l2_page_table, PGT_type_mask
+from smpxen.shm.frametable import PGT_l1_page_table, PGT_l2_page_table
 from smpxen.xen import errno
 from smpxen.xen.arch_x86_32 import HYPERVISOR_VIRT_START, LDT_ENTRY_SIZE, MAX_LDT_ENTRIES, PAGE_OFFSET
 from smpxen.xen.hypercall import Hypercall
@@ -38,9 +39,9 @@ def guest_range_ok(va: int, nbytes: int) -> bool:
     return nbytes >= 0 and va + nbytes <= HYPERVISOR_VIRT_START
 
 
-def do_mmu_update(hv, ureqs, count, success_count, foreign, _a5):
-    mmu = hv.mmu
-    mmu.cleanup_writable_pagetables()
+def do_mmu_update(hv: Hypervisor, ureqs, count, success_count, foreign, _a5):
+    paging = hv.paging
+    paging.cleanup_writable_pagetables()
     rc, i, done = 0, 0, 0
     try:
         if count & MMU_UPDATE_PREEMPTED:      # the rest of a batch we preempted
@@ -51,7 +52,7 @@ def do_mmu_update(hv, ureqs, count, success_count, foreign, _a5):
                     done = hv.mem.read_u32(success_count)
                 except GuestFault:
                     pass
-            if foreign != mmu.domid and not mmu.set_foreigndom(foreign):
+            if foreign != paging.domid and not paging.set_foreigndom(foreign):
                 return -errno.EINVAL
         if count and not guest_range_ok(ureqs, count * _req.size):
             return -errno.EFAULT
@@ -59,23 +60,23 @@ def do_mmu_update(hv, ureqs, count, success_count, foreign, _a5):
             if i and hv.preempt_pending():     # after one request at least: progress
                 rc = hv.create_continuation(Hypercall.mmu_update, ureqs + i * _req.size,
                                             (count - i) | MMU_UPDATE_PREEMPTED, success_count,
-                                            mmu.foreigndom())
+                                            paging.foreigndom())
                 break
             try:
                 ptr, val = _req.unpack(hv.mem.read(ureqs + i * _req.size, _req.size))
             except GuestFault:
                 rc = -errno.EFAULT
                 break
-            with mmu.mm.lock:
-                ok = _mmu_request(hv, mmu, ptr, val)
+            with hv.mm.lock:
+                ok = _mmu_request(hv, paging, ptr, val)
             if not ok:
                 rc = -errno.EINVAL
                 break
             i += 1
     finally:
-        mmu.foreign = None
-        mmu.counts["mmu_update_entries"] += i
-        mmu.run_deferred()
+        paging.clear_foreigndom()
+        paging.count("mmu_update_entries", i)
+        paging.run_deferred()
         if success_count:
             try:
                 hv.mem.write_u32(success_count, done + i)
@@ -84,96 +85,93 @@ def do_mmu_update(hv, ureqs, count, success_count, foreign, _a5):
     return rc
 
 
-def _mmu_request(hv, mmu, ptr: int, val: int) -> bool:
-    mm = mmu.mm
+def _mmu_request(hv: Hypervisor, paging, ptr: int, val: int) -> bool:
+    mm = hv.mm
     cmd = ptr & 3
     if cmd == MMU_NORMAL_PT_UPDATE:
-        return mm.update_entry(ptr, val, mmu.domid, mmu.foreigndom())
+        return mm.update_entry(ptr, val, paging.domid, paging.foreigndom())
     if cmd == MMU_MACHPHYS_UPDATE:
         mfn = ptr >> 12
-        if not mm.get_page(mfn, mmu.foreigndom()):
+        if not mm.get_page(mfn, paging.foreigndom()):
             return False
-        mm.ft.m2p[mfn] = val      # the guests' read-only M2P maps these very frames
+        mm.set_m2p(mfn, val)
         mm.put_page(mfn)
         return True
     if cmd == MMU_EXTENDED_COMMAND:
-        return _extended_command(hv, mmu, ptr & ~3, val)
+        return _extended_command(hv, paging, ptr & ~3, val)
     return False
 
 
-def _extended_command(hv, mmu, ptr: int, val: int) -> bool:
-    mm = mmu.mm
+def _extended_command(hv: Hypervisor, paging, ptr: int, val: int) -> bool:
+    mm = hv.mm
     cmd = val & MMUEXT_CMD_MASK
     pfn = ptr >> 12
     if cmd == MMUEXT_PIN_L1_TABLE:
-        return mm.pin_table(pfn, PGT_l1_page_table, mmu.foreigndom())
+        return mm.pin_table(pfn, PGT_l1_page_table, paging.foreigndom())
     if cmd == MMUEXT_PIN_L2_TABLE:
-        return mm.pin_table(pfn, PGT_l2_page_table, mmu.foreigndom())
+        return mm.pin_table(pfn, PGT_l2_page_table, paging.foreigndom())
     if cmd == MMUEXT_UNPIN_TABLE:
-        return mm.unpin_table(pfn, mmu.foreigndom())
+        return mm.unpin_table(pfn, paging.foreigndom())
     if cmd == MMUEXT_NEW_BASEPTR:
-        if not mm.get_page_and_type(pfn, mmu.domid, PGT_l2_page_table):
+        if not mm.get_page_and_type(pfn, paging.domid, PGT_l2_page_table):
             return False
         old = hv.current.info.pt_base_mfn
-        mmu.invalidate_shadow_ldt()       # its pages were found through the old tables
-        mmu.set_baseptr(pfn)              # reloading CR3 flushes: no deferred flush needed
-        mmu.deferred_flush = False
+        paging.invalidate_shadow_ldt()       # its pages were found through the old tables
+        paging.set_baseptr(pfn)              # reloading CR3 flushes: no deferred flush needed
+        paging.defer_tlb_flush(False)
         mm.put_page_and_type(old)
         return True
     if cmd == MMUEXT_TLB_FLUSH:
-        mmu.deferred_flush = True
+        paging.defer_tlb_flush()
         return True
     if cmd == MMUEXT_INVLPG:
-        mmu.local_flush()                 # Unicorn flushes its soft TLB whole, not by page
+        paging.local_flush()                 # Unicorn flushes its soft TLB whole, not by page
         return True
     if cmd == MMUEXT_SET_LDT:
         ents = val >> MMUEXT_CMD_SHIFT
         end = ptr + ents * LDT_ENTRY_SIZE
         if ptr & 0xFFF or ents > MAX_LDT_ENTRIES or end > PAGE_OFFSET:
             return False
-        mmu.set_ldt(ptr, ents)            # pages are typed and mapped as they fault in
+        paging.set_ldt(ptr, ents)            # pages are typed and mapped as they fault in
         return True
     if cmd == MMUEXT_SET_FOREIGNDOM:
-        return mmu.set_foreigndom(val >> 16)
+        return paging.set_foreigndom(val >> 16)
     if cmd == MMUEXT_CLEAR_FOREIGNDOM:
-        mmu.foreign = None
+        paging.clear_foreigndom()
         return True
     # FLUSH_CACHE needs a physical-device domain (none exists); TRANSFER_PAGE and
     # REASSIGN_PAGE need grant tables, not modelled; L3/L4 pins do not exist on x86_32.
     return False
 
 
-def do_update_va_mapping(hv, page_nr, val, flags, *_):
+def do_update_va_mapping(hv: Hypervisor, page_nr, val, flags, *_):
     if page_nr >= HYPERVISOR_VIRT_START >> 12:
         return -errno.EINVAL
-    mmu = hv.mmu
-    mmu.cleanup_writable_pagetables()
-    mm = mmu.mm
+    paging = hv.paging
+    paging.cleanup_writable_pagetables()
+    mm = hv.mm
     ok = False
     with mm.lock:
-        _pde_ma, pde, pte_ma, _pte = mmu.walk(page_nr << 12)
+        _pde_ma, pde, pte_ma, _pte = paging.walk(page_nr << 12)
         # linear_pg_table[page_nr]: the PTE must sit in one of the caller's L1 tables
         # (not in an L2 reached through a linear self-map).
-        if pte_ma is not None:
-            f = mm.frames[pde >> 12]
-            if f.owner == mmu.domid and f.type_info & PGT_type_mask == PGT_l1_page_table \
-                    and f.type_info & PGT_count_mask:
-                ok = mm.mod_l1_entry(pte_ma, val, mmu.domid, mmu.foreigndom())
-    mmu.run_deferred()
+        if pte_ma is not None and mm.is_l1_of(pde >> 12, paging.domid):
+            ok = mm.mod_l1_entry(pte_ma, val, paging.domid, paging.foreigndom())
+    paging.run_deferred()
     if flags & (UVMF_FLUSH_TLB | UVMF_INVLPG):
-        mmu.local_flush()
+        paging.local_flush()
     return 0 if ok else -errno.EINVAL
 
 
-def do_update_va_mapping_otherdomain(hv, page_nr, val, flags, domid, _a5):
+def do_update_va_mapping_otherdomain(hv: Hypervisor, page_nr, val, flags, domid, _a5):
     if not hv.current.privileged:
         return -errno.EPERM
-    mmu = hv.mmu
-    if mmu.mm.dominfo(domid & 0xFFFF) is None:
+    paging = hv.paging
+    if hv.domains.find(domid & 0xFFFF) is None:
         return -errno.ESRCH
-    mmu.foreign = domid & 0xFFFF
+    paging.act_for(domid & 0xFFFF)
     try:
         return do_update_va_mapping(hv, page_nr, val, flags, 0, 0)
     finally:
-        mmu.foreign = None
+        paging.clear_foreigndom()
 

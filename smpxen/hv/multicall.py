@@ -10,6 +10,7 @@ the multicall's continuation starts again at that entry."""
 import ctypes
 import struct
 
+from smpxen.hv.iface import Hypervisor
 from smpxen.xen import errno
 from smpxen.xen.hypercall import NR_HYPERCALLS, Hypercall
 from smpxen.xen.structs import MULTICALL_RESULT_INDEX, MulticallEntry
@@ -20,7 +21,7 @@ _unpack = struct.Struct("<8I").unpack
 MAX_CALLS = (1 << 32) // _SIZE
 
 
-def do_multicall(hv, call_list, nr_calls, *_):
+def do_multicall(hv: Hypervisor, call_list, nr_calls, *_):
     if nr_calls >= MAX_CALLS:
         return -errno.EFAULT
     mem = hv.mem

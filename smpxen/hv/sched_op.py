@@ -1,10 +1,11 @@
 """sched_op (xen/common/schedule.c do_sched_op): yield, block, shutdown."""
+from smpxen.hv.iface import Hypervisor
 from smpxen.xen import errno
 from smpxen.xen.xen import (SCHEDOP_block, SCHEDOP_cmdmask, SCHEDOP_reasonshift,
                             SCHEDOP_shutdown, SCHEDOP_yield)
 
 
-def do_sched_op(hv, op, *_):
+def do_sched_op(hv: Hypervisor, op, *_):
     cmd = op & SCHEDOP_cmdmask
     vcpu = hv.current
     if cmd == SCHEDOP_yield:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from smpxen.hv.iface import Hypervisor
 from smpxen.hv import (console, descriptors, dom0_op, dom_mem, event_channel, mmu, multicall, sched_op,
                        timer, traps, version, vm_assist)
 from smpxen.hv.guestmem import GuestFault
@@ -44,7 +45,7 @@ HYPERCALLS: dict[int, Handler] = {
 }
 
 
-def do_hypercall(hv, number: int, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
+def do_hypercall(hv: Hypervisor, number: int, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
     handler = HYPERCALLS.get(number & (NR_HYPERCALLS - 1))   # entry.S masks, it does not range-check
     if handler is None:
         return -errno.ENOSYS

@@ -4,6 +4,7 @@ set_fast_trap. They only record state in the VCPU's ThreadState (and, for TS and
 the debug registers, in the emulated CPU); smpxen.pcpu.bounce uses it."""
 import struct
 
+from smpxen.hv.iface import Hypervisor
 from smpxen.xen import errno
 from smpxen.xen.arch_x86_32 import PAGE_OFFSET, TI_DPL_MASK, TI_IF_FLAG, VALID_CODESEL
 from smpxen.xen.hypercall import Hypercall
@@ -13,7 +14,7 @@ FAST_TRAP_VECTORS = frozenset([0x80, *range(0x20, 0x30)])
 DR7_GD = 1 << 13
 
 
-def do_set_trap_table(hv, traps, *_):
+def do_set_trap_table(hv: Hypervisor, traps, *_):
     """Copy entries until one has address 0; a bad selector stops with -EPERM and
     leaves the entries before it installed, as Xen's loop does. The list has no
     bound, so the loop is preemptible (a continuation with the rest of the list)."""
@@ -34,7 +35,7 @@ def do_set_trap_table(hv, traps, *_):
         traps += _trap_info.size
 
 
-def do_stack_switch(hv, ss, esp, *_):
+def do_stack_switch(hv: Hypervisor, ss, esp, *_):
     if ss & 3 == 0:
         return -errno.EPERM
     thread = hv.current.thread
@@ -42,7 +43,7 @@ def do_stack_switch(hv, ss, esp, *_):
     return 0
 
 
-def do_set_callbacks(hv, event_sel, event_addr, failsafe_sel, failsafe_addr, *_):
+def do_set_callbacks(hv: Hypervisor, event_sel, event_addr, failsafe_sel, failsafe_addr, *_):
     if not VALID_CODESEL(event_sel) or not VALID_CODESEL(failsafe_sel):
         return -errno.EPERM
     t = hv.current.thread
@@ -51,7 +52,7 @@ def do_set_callbacks(hv, event_sel, event_addr, failsafe_sel, failsafe_addr, *_)
     return 0
 
 
-def do_fpu_taskswitch(hv, *_):
+def do_fpu_taskswitch(hv: Hypervisor, *_):
     """Set CR0.TS: the guest's next FPU instruction raises #NM, which the hypervisor
     bounces to the guest after clearing TS (Xen's DF_GUEST_STTS)."""
     hv.current.thread.guest_stts = True
@@ -59,7 +60,7 @@ def do_fpu_taskswitch(hv, *_):
     return 0
 
 
-def do_set_debugreg(hv, reg, value, *_):
+def do_set_debugreg(hv: Hypervisor, reg, value, *_):
     if reg in (0, 1, 2, 3):
         if value > PAGE_OFFSET - 4:
             return -errno.EPERM
@@ -80,13 +81,13 @@ def do_set_debugreg(hv, reg, value, *_):
     return 0
 
 
-def do_get_debugreg(hv, reg, *_):
+def do_get_debugreg(hv: Hypervisor, reg, *_):
     if not 0 <= reg <= 7:
         return -errno.EINVAL
     return hv.current.thread.debugreg[reg]
 
 
-def do_set_fast_trap(hv, idx, *_):
+def do_set_fast_trap(hv: Hypervisor, idx, *_):
     """A direct system-call gate: `int idx` from the guest goes to its trap-table
     handler without the hypervisor's trap path (here: bounced inside the interrupt
     hook, without stopping the slice). Errors are Xen's literal -1 (= -EPERM)."""

@@ -1,9 +1,10 @@
 """vm_assist (xen/common/domain.c): per-domain assist bits, e.g. writable page tables."""
+from smpxen.hv.iface import Hypervisor
 from smpxen.xen import errno
 from smpxen.xen.xen import MAX_VMASST_TYPE, VMASST_CMD_disable, VMASST_CMD_enable
 
 
-def do_vm_assist(hv, cmd, type_, *_):
+def do_vm_assist(hv: Hypervisor, cmd, type_, *_):
     if type_ > MAX_VMASST_TYPE:
         return -errno.EINVAL
     info = hv.current.info

@@ -1,7 +1,7 @@
 """ZeroMQ endpoint names and sockets for one machine.
 
 Linux abstract-namespace ipc (`ipc://@name`): no files to clean up, and no hang when
-a peer connects before the other side binds (DESIGN.md invariant 7). Every process
+a peer connects before the other side binds (docs/design.md, invariant 7). Every process
 receives on one PULL socket it binds and sends on PUSH sockets it connects, so a
 socket is only ever used by the thread that owns it."""
 from __future__ import annotations

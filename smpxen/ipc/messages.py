@@ -8,7 +8,7 @@ hold is bounded at the sources, not by dropping messages:
   IPI_EVTCHN_SET   one per (domain, port) in flight: later sends coalesce into it
                    (smpxen/pcpu/events.py); so at most the ports of a PCPU's domains
   IPI_CALL         a caller waits for the reply before its next call, or sends one
-                   per target (call_remote_many); fire-and-forget calls (seq 0) come
+                   per target (Mailbox.call_many); fire-and-forget calls (seq 0) come
                    only from Domain-0's control operations, one per hypercall
   IPI_REPLY/FAILED one per call;  IPI_MIGRATE one per move of a domain
   CONSOLE          per domain, what its bound admits (smpxen/pcpu/console.py:

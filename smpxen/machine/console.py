@@ -19,7 +19,7 @@ class ConsoleMux:
         self.quiet = quiet
         self.partial: dict[int, bytearray] = {}
         self.lines: dict[int, collections.deque] = {d: collections.deque(maxlen=KEPT_LINES) for d in names}
-        self.lines_dropped: dict[int, int] = {}      # lines that fell off the kept window
+        self.lines_dropped = collections.Counter()   # domid -> lines that fell off the kept window
         self.bytes_dropped: dict[int, int] = {}      # output the PCPUs dropped at the bound
 
     def prefix(self, domid: int) -> str:
@@ -60,7 +60,7 @@ class ConsoleMux:
         text = raw.decode("utf-8", errors="replace").rstrip("\r")
         kept = self.lines.setdefault(domid, collections.deque(maxlen=KEPT_LINES))
         if len(kept) == KEPT_LINES:
-            self.lines_dropped[domid] = self.lines_dropped.get(domid, 0) + 1
+            self.lines_dropped[domid] += 1
         kept.append(text)
         if not self.quiet:
             self.stream.write(f"{self.prefix(domid)} {text}\n")

@@ -26,10 +26,10 @@ class DescriptorTables:
         return True
     # ---- descriptor tables ------------------------------------------------------------------
     def perdomain_entry_ma(self, d: int, index: int) -> int:
-        return (self.dominfo(d).perdomain_pt_mfn << 12) + index * 4
+        return (self.domains.find(d).perdomain_pt_mfn << 12) + index * 4
 
     def gdt_frames(self, d: int) -> list[int]:
-        info = self.dominfo(d)
+        info = self.domains.find(d)
         if info is None or not info.perdomain_pt_mfn:
             return []
         pt = self.read_table(info.perdomain_pt_mfn)
@@ -79,7 +79,7 @@ class DescriptorTables:
     # validated by check_descriptor and has no writable mapping anywhere while it is
     # mapped); all of them are dropped together by invalidate_shadow_ldt.
     def ldt_shadow_frames(self, d: int) -> list[int]:
-        info = self.dominfo(d)
+        info = self.domains.find(d)
         if info is None or not info.perdomain_pt_mfn:
             return []
         ents = _ldt_shadow.unpack_from(self.mem, (info.perdomain_pt_mfn << 12) + LDT_FIRST * 4)
@@ -95,7 +95,7 @@ class DescriptorTables:
         if not l1e & A._PAGE_PRESENT or not self.is_ram(mfn) or not 0 <= off < LDT_PAGES:
             return False
         with self.lock:
-            info = self.dominfo(d)
+            info = self.domains.find(d)
             if info is None or not info.perdomain_pt_mfn:
                 return False
             ma = self.perdomain_entry_ma(d, LDT_FIRST + off)
@@ -114,7 +114,7 @@ class DescriptorTables:
         drop its references. The PCPU running d must flush its TLB before d runs
         again (requested here). True if anything was mapped."""
         with self.lock:
-            info = self.dominfo(d)
+            info = self.domains.find(d)
             if info is None or not info.perdomain_pt_mfn:
                 return False
             base = (info.perdomain_pt_mfn << 12) + LDT_FIRST * 4

@@ -1,5 +1,5 @@
 """Page references, page types and page-table validation: Xen 2.0's memory.c
-rules over the shared frame table (reference/xen2-abi.md §3).
+rules over the shared frame table, summarised here.
 
 Every frame a domain uses is counted. count_info holds the general reference
 count (every mapping, every table use, PGC_allocated while the owner has it);
@@ -57,28 +57,15 @@ class MM(RefCounts, PageTables, DescriptorTables, Reservations, Audit):
         # Called with a domid whose LDT shadow was invalidated (Xen's DOP_RELOAD_LDT);
         # the PCPU running that domain may map page 0 again after the hypercall.
         self.request_ldt_reload = lambda d: None
-        self._slots: dict[int, int] = {}
         idle = _table.unpack_from(self.mem, self.layout.idle_pd_mfn << 12)
         self._xen_l2 = {slot: idle[slot] for slot in range(DOMAIN_SLOTS, 1024) if idle[slot]}
 
     # ---- domains -------------------------------------------------------------------
-    def dominfo(self, domid: int):
-        """The shared record of a live domain, or None."""
-        slots = self.domains.slots
-        i = self._slots.get(domid)
-        if i is not None and slots[i].state and slots[i].domid == domid:
-            return slots[i]
-        for i, d in enumerate(slots):
-            if d.state and d.domid == domid:
-                self._slots[domid] = i
-                return d
-        return None
-
     def xen_l2_entries(self, domid: int) -> dict[int, int]:
         """Slots 1008..1023 of every L2 of this domain: Xen's shared slots and the
         domain's PERDOMAIN L1."""
         out = dict(self._xen_l2)
-        info = self.dominfo(domid)
+        info = self.domains.find(domid)
         if info is not None and info.perdomain_pt_mfn:
             out[PERDOMAIN_SLOT] = (info.perdomain_pt_mfn << 12) | XEN_RW
         return out
@@ -92,6 +79,18 @@ class MM(RefCounts, PageTables, DescriptorTables, Reservations, Audit):
 
     def write_entry(self, ma: int, value: int) -> None:
         _u32.pack_into(self.mem, ma, value & 0xFFFFFFFF)
+
+    def set_m2p(self, mfn: int, pfn: int) -> None:
+        """MMU_MACHPHYS_UPDATE's store: the guests' read-only M2P maps these frames."""
+        self.ft.m2p[mfn] = pfn
+
+    def free_frames(self) -> int:
+        return self.ft.header.free_count
+
+    def scrub_frame(self, mfn: int) -> None:
+        """Zero a frame handed to a domain (Xen 2.0 does not; smpxen does, so no
+        domain reads what another left behind)."""
+        self.ft.ram.zero_frame(mfn)
 
     def read_table(self, mfn: int) -> tuple:
         return _table.unpack_from(self.mem, mfn << 12)

@@ -118,6 +118,12 @@ class PageTables:
             self.write_entry(base + slot * 4, xen.get(slot, 0))
         return True
     # ---- page-table updates --------------------------------------------------------------
+    def is_l1_of(self, mfn: int, d: int) -> bool:
+        """Is mfn an L1 table of domain d in use (linear_pg_table's target)?"""
+        t = self.frames[mfn].type_info
+        return self.frames[mfn].owner == d and t & PGT_type_mask == PGT_l1_page_table \
+            and bool(t & PGT_count_mask)
+
     def mod_l1_entry(self, pl1e: int, nl1e: int, d: int, fd: int) -> bool:
         """Write L1 entry at machine address pl1e for domain d; the new frame must
         belong to fd (FOREIGNDOM: d itself unless a foreign domain was selected)."""
@@ -217,7 +223,7 @@ class PageTables:
     def zap_mappings(self, d: int, mfn: int) -> int:
         """Remove every mapping of `mfn` from domain d's validated L1 tables (for a
         revocation); returns how many entries were cleared. Run only by the PCPU
-        that owns d (DESIGN.md invariant 1: its page tables are guest-visible)."""
+        that owns d: its page tables are guest-visible (docs/design.md, invariant 1)."""
         n = 0
         with self.lock:
             for m in range(self.hv_frames, self.nr_frames):

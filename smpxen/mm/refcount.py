@@ -40,7 +40,7 @@ class RefCounts:
         it is not reused before every PCPU that may cache it has flushed."""
         f = self.frames[mfn]
         owner, xen_heap = f.owner, f.flags & FF_XEN_HEAP
-        info = self.dominfo(owner) if owner not in (OWNER_XEN, OWNER_NONE) else None
+        info = self.domains.find(owner) if owner not in (OWNER_XEN, OWNER_NONE) else None
         mask = 0
         if info is not None:
             if not xen_heap:
@@ -87,7 +87,7 @@ class RefCounts:
 
     def _flush_before_type_change(self, f) -> None:
         """A stale TLB entry on the owner's CPU must not outlive the old type."""
-        info = self.dominfo(f.owner)
+        info = self.domains.find(f.owner)
         if info is None:
             return
         cpu = info.processor

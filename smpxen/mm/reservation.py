@@ -20,7 +20,7 @@ class Reservations:
         on (what a hypervisor without the clock would flush); None if the domain is
         over its limit or the pool is short."""
         with self.lock:
-            info = self.dominfo(d)
+            info = self.domains.find(d)
             if info is None or count < 0 or info.tot_pages + count > info.max_pages \
                     or self.ft.header.free_count < count:
                 return None

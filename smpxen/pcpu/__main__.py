@@ -42,7 +42,7 @@ def run(boot: dict) -> int:
         msg = traceback.format_exc()
         try:
             if pcpu is not None:
-                pcpu.send_machine(M.FATAL, boot["index"], msg)
+                pcpu.mailbox.send_machine(M.FATAL, boot["index"], msg)
         except Exception:
             pass
         sys.stderr.write(f"smpxen pcpu{boot['index']}: internal error\n{msg}")

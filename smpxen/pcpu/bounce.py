@@ -1,7 +1,7 @@
 """Bouncing exceptions, interrupts and event upcalls into a guest (Xen 2.0 traps.c
 and entry.S create_bounce_frame / process_guest_exception_and_events).
 
-Unicorn never delivers through the IDT (DESIGN.md invariant 2): every `int n` and
+Unicorn never delivers through the IDT (docs/design.md, invariant 2): every `int n` and
 every fault reaches the PCPU's interrupt hook, and the hypervisor builds the frame
 a CPU would have pushed on the guest's ring-1 stack and enters the handler the guest
 registered (set_trap_table, set_callbacks):

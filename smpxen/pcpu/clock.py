@@ -1,7 +1,7 @@
 """A PCPU's time: its cycle counter, the time model that turns it into system time,
 bringing time up at boot (calibration against the platform timer, the xen2 barrier),
-and the timers that fire on system time. What a fired timer does to domains is the
-PCPU loop's business: `due()` only says which fired."""
+and the timers that fire on system time. What a fired timer does to domains is
+smpxen/pcpu/schedule.py's business: `due()` only says which fired."""
 from __future__ import annotations
 
 import time
@@ -70,10 +70,10 @@ class PcpuClock:
         pcpu = self.pcpu
         best = None
         for _ in range(PLATFORM_SAMPLES):
-            seq = pcpu.next_seq()
+            seq = pcpu.mailbox.next_seq()
             t0 = self.read_tsc()
-            pcpu.send_machine(M.PLATFORM_TIME_REQ, pcpu.index, seq)
-            platform_ns = pcpu.wait_reply(seq, "the platform timer")
+            pcpu.mailbox.send_machine(M.PLATFORM_TIME_REQ, pcpu.index, seq)
+            platform_ns = pcpu.mailbox.wait_reply(seq, "the platform timer")
             t1 = self.read_tsc()
             rtt = (t1 - t0) & TSC_MASK            # the 64-bit counter may wrap in between
             if best is None or rtt < best[2]:
@@ -98,12 +98,12 @@ class PcpuClock:
             if pcpu.index == 0:
                 freq = self.calibrate_tsc()
                 for cpu in range(1, pcpu.nr_pcpus):        # the barrier: everyone zeroes now
-                    pcpu.send_ipi(cpu, M.IPI_TSC_SYNC)
+                    pcpu.mailbox.send_ipi(cpu, M.IPI_TSC_SYNC)
                 self.zero_tsc()
                 self.timebase.boot(freq, rtc_sec, 0)
                 self.pit_host_deadline = time.monotonic_ns() + TICK_NS
             else:
-                pcpu.serve_until(lambda: self.tsc_synced and self.shared_time.g.valid,
+                pcpu.mailbox.serve_until(lambda: self.tsc_synced and self.shared_time.g.valid,
                                  "TSC synchronisation from the boot CPU")
         else:
             freq = self.calibrate_tsc()
@@ -149,6 +149,20 @@ class PcpuClock:
             self.timers.cancel(("domain", vcpu.domid))
         else:
             self.timers.set(("domain", vcpu.domid), deadline - vcpu.time_offset)
+
+    def publish(self, shared, time_offset: int, domain_time: int) -> None:
+        """Write the time fields of a domain's shared_info, bracketed by the two
+        version counters (Xen's update_dom_time). Only this PCPU writes them: it
+        hosts the domain, and the domain is not running while we do it."""
+        f = self.timebase.shared_fields()
+        shared.time_version1 = (shared.time_version1 + 1) & 0xFFFFFFFF
+        shared.cpu_freq = f.cpu_freq
+        shared.tsc_timestamp = f.tsc_timestamp
+        shared.system_time = f.system_time + time_offset
+        shared.wc_sec = f.wc_sec
+        shared.wc_usec = f.wc_usec
+        shared.domain_time = domain_time
+        shared.time_version2 = (shared.time_version2 + 1) & 0xFFFFFFFF
 
     def describe(self) -> dict:
         return dict(self.timebase.describe(), platform_rtt_cycles_min=min(self.platform_rtts, default=None))

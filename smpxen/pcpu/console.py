@@ -6,6 +6,10 @@ place as a note. So a domain flooding its console costs the machine process (and
 its report) a bounded rate, whatever it writes."""
 from __future__ import annotations
 
+import time
+
+from smpxen.ipc import messages as M
+
 BURST_BYTES = 64 * 1024
 RATE_BYTES_PER_S = 64 * 1024
 # Every write costs at least this much of the budget: the machine's cost is per
@@ -37,3 +41,24 @@ class ConsoleBudget:
     def take_dropped(self) -> int:
         dropped, self.dropped = self.dropped, 0
         return dropped
+
+
+class ConsoleOut:
+    """A PCPU's console path to the machine: each domain's writes within its budget."""
+
+    def __init__(self, mailbox, index: int):
+        self.mailbox = mailbox
+        self.index = index
+
+    def write(self, vcpu, data: bytes) -> None:
+        admit, dropped = vcpu.console.admit(len(data), time.monotonic())
+        if dropped:
+            self.mailbox.send_machine(M.CONSOLE_DROPPED, self.index, vcpu.domid, dropped)
+        if admit:
+            self.mailbox.send_machine(M.CONSOLE, self.index, vcpu.domid, data)
+
+    def domain_ended(self, vcpu) -> None:
+        """Tell the machine what the domain's last writes lost."""
+        dropped = vcpu.console.take_dropped()
+        if dropped:
+            self.mailbox.send_machine(M.CONSOLE_DROPPED, self.index, vcpu.domid, dropped)

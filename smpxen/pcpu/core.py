@@ -1,6 +1,6 @@
 """One PCPU's emulated x86-32 core: a Unicorn instance over the shared machine RAM.
 
-How the hypervisor drives it (DESIGN.md invariants 2, 3 and 5):
+How the hypervisor drives it (docs/design.md, invariants 2, 3 and 5):
 - Entering a guest from scratch: restore the ring-0 snapshot taken at start-up,
   load the guest's CR3, write an iret frame on this PCPU's ring-0 stack and run the
   trampoline (pop gs/fs/es/ds; iretd) into ring 1 or 3.
@@ -72,9 +72,11 @@ class CpuCore:
         self.ring0 = uc.context_save()
         self._fast_registers()
         self.seal.calibrate()
-        # Set by the PCPU loop: called as on_interrupt(vector) for every `int n` and fault.
+        # The PCPU loop's callbacks (attach): on_interrupt(vector) for every `int n`
+        # and fault, on_rdtsc() -> the 64-bit cycle count. The start-up probes set
+        # their own until then.
         self.on_interrupt = None
-        self.on_rdtsc = None          # () -> 64-bit cycle count
+        self.on_rdtsc = None
         self.cpuid_leaf1 = None       # (eax, ebx, ecx, edx) with our APIC id
         self._fault_state_offset = None
         self._install_hooks()
@@ -200,6 +202,12 @@ class CpuCore:
                 return
         raise CoreSetupError("cannot locate Unicorn's exception-state field; "
                              f"this Unicorn build is not supported (candidates {candidates})")
+
+    def attach(self, on_interrupt, on_rdtsc) -> None:
+        """Give the core to its PCPU loop: every `int n` and fault now reaches
+        on_interrupt(vector), and rdtsc reads on_rdtsc()."""
+        self.on_interrupt = on_interrupt
+        self.on_rdtsc = on_rdtsc
 
     def measure_rate(self) -> float:
         """Instructions per second this core runs an ALU loop at (for estimates)."""

@@ -1,11 +1,12 @@
 """Domain control on a PCPU (the dom0_op back end): pause, scheduler parameters,
 pinning. Each operation runs on the PCPU that hosts the domain; `domain_call`
-routes it there (an IPI call, synchronous when a result is needed). Moving a
+routes it there (a remote call, smpxen/pcpu/mailbox.py, synchronous when a
+result is needed). Moving a
 domain is never done from inside a hook: requests are queued and the PCPU loop
 carries them out between slices."""
 from __future__ import annotations
 
-from smpxen.ipc import messages as M
+from smpxen.pcpu import schedule
 from smpxen.sched.bvt import BVTAdjdom
 from smpxen.xen.dom0_ops import SCHED_INFO_GET
 from smpxen.sched.core import Action
@@ -14,16 +15,16 @@ from smpxen.xen import errno
 
 def _resched(pcpu, r) -> None:
     if r.action == Action.NOW and pcpu.current is not None:
-        pcpu.request_resched()
+        schedule.request_resched(pcpu)
 
 
 def dom_pause(pcpu, domid: int, pause: bool) -> int:
     if domid not in pcpu.vcpus or pcpu.vcpus[domid].ended:
         return -errno.ESRCH
-    now = pcpu.now()
+    now = pcpu.clock.now()
     r = pcpu.sched.ctrl_pause(domid, now) if pause else pcpu.sched.ctrl_unpause(domid, now)
     _resched(pcpu, r)
-    pcpu.mirror_domain_state()
+    schedule.mirror_domain_state(pcpu)
     return 0
 
 
@@ -49,26 +50,20 @@ def migrate_request(pcpu, domid: int, target: int) -> int:
     return 0
 
 
-REMOTE = {"dom_pause": dom_pause, "dom_adjust": dom_adjust, "sched_ctl": sched_ctl_local,
-          "migrate_request": migrate_request}
-
-
 def domain_call(pcpu, domid: int, function: str, args=(), wait: bool = True):
-    """Run REMOTE[function](pcpu, domid, *args) on the PCPU hosting domid."""
+    """Run remote function `function`(pcpu, domid, *args) on the PCPU hosting domid
+    (smpxen/pcpu/mailbox.py, REMOTE_FUNCTIONS)."""
     info = pcpu.domains.find(domid)
     if info is None:
         return -errno.ESRCH
-    owner = info.processor
-    if owner == pcpu.index:
-        return REMOTE[function](pcpu, domid, *args)
     if wait:
-        return pcpu.call_remote(owner, function, [domid, *args])
-    pcpu.send_ipi(owner, M.IPI_CALL, 0, function, [domid, *args])
+        return pcpu.mailbox.call(info.processor, function, [domid, *args])
+    pcpu.mailbox.post(info.processor, function, [domid, *args])
     return 0
 
 
 def broadcast(pcpu, function: str, args=()) -> None:
-    """Run REMOTE[function] on every other PCPU, without waiting."""
+    """Run a remote function on every other PCPU, without waiting."""
     for cpu in range(pcpu.nr_pcpus):
         if cpu != pcpu.index:
-            pcpu.send_ipi(cpu, M.IPI_CALL, 0, function, list(args))
+            pcpu.mailbox.post(cpu, function, args)

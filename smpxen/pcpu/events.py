@@ -1,8 +1,9 @@
 """Event delivery on one PCPU: setting ports pending in the right PCPU, waking
 blocked domains, VIRQs, and the upcall on every return to the guest.
 
-DESIGN.md invariant 1: only the PCPU that owns a domain writes its shared_info,
-between two slices or inside the hook while that domain is paused in a hypercall.
+Only the PCPU that owns a domain writes its shared_info, between two slices or
+inside the hook while that domain is paused in a hypercall (docs/design.md, "Who
+writes what in machine RAM").
 So evtchn_set_pending for a domain hosted elsewhere becomes an IPI
 [IPI_EVTCHN_SET, src, domid, port] to the domain's PCPU (DomainInfo.processor),
 which sets the bits in Xen's order between its slices and wakes the domain. A PCPU
@@ -12,19 +13,16 @@ coalesced into it (the port's `inflight` flag in the shared event-channel table)
 a domain flooding a remote port costs the remote PCPU one IPI per delivery, not one
 per send: the IPIs in flight to a PCPU are bounded by the ports of its domains.
 
-Public entry point for other hypervisor code (timers, domain ends):
-
-    send_virq(pcpu_or_hv, domid, virq)
-
-raises VIRQ `virq` for domain `domid` from any PCPU: the event goes to the port the
+Other hypervisor code (timers, domain ends, hypercalls through HvContext) raises
+a VIRQ with EventDelivery.send_virq(domid, virq): the event goes to the port the
 domain bound with EVTCHNOP_bind_virq, or to port 0 (VIRQ_MISDIRECT) when it bound
-none, and reaches the domain's own PCPU by IPI if it runs elsewhere. `pcpu_or_hv`
-is the calling Pcpu or the HvContext a hypercall handler holds."""
+none, and reaches the domain's own PCPU by IPI if it runs elsewhere."""
 from __future__ import annotations
 
 from smpxen.hv.event_channel import EvtchnTables
 from smpxen.ipc import messages as M
 from smpxen.sched.core import Action
+from smpxen.pcpu.schedule import EXIT_RESCHED
 
 
 def event_pending(shared) -> bool:
@@ -85,7 +83,7 @@ class EventDelivery:
             self.counts["events_coalesced"] += 1
             return
         self.counts["events_forwarded"] += 1
-        self.pcpu.send_ipi(cpu, M.IPI_EVTCHN_SET, domid, port)
+        self.pcpu.mailbox.send_ipi(cpu, M.IPI_EVTCHN_SET, domid, port)
 
     def _set_local(self, v, port: int) -> None:
         self.counts["events_set"] += 1
@@ -95,9 +93,9 @@ class EventDelivery:
         sched = pcpu.sched
         if v.ended or sched is None or not sched.has_domain(v.domid):
             return
-        r = sched.unblock(v.domid, pcpu.now())       # domain_unblock: wake if blocked
+        r = sched.unblock(v.domid, pcpu.clock.now())       # domain_unblock: wake if blocked
         if r.action == Action.NOW and v is not pcpu.current:
-            pcpu.exit = pcpu.EXIT_RESCHED             # inside a hook: stop the slice
+            pcpu.exit = EXIT_RESCHED             # inside a hook: stop the slice
 
     def on_ipi(self, domid: int, port: int) -> None:
         """IPI_EVTCHN_SET: set the port if the domain is ours; else pass it on to
@@ -105,13 +103,17 @@ class EventDelivery:
         pcpu = self.pcpu
         info = pcpu.domains.find(domid)
         if domid not in pcpu.vcpus and info is not None and info.processor != pcpu.index:
-            pcpu.send_ipi(info.processor, M.IPI_EVTCHN_SET, domid, port)
+            pcpu.mailbox.send_ipi(info.processor, M.IPI_EVTCHN_SET, domid, port)
             return
         self.tables.end_delivery(domid, port)
         self.set_pending(domid, port)
 
     def send_virq(self, domid: int, virq: int) -> None:
         self.set_pending(domid, self.tables.virq_port(domid, virq))
+
+    def pending(self, domid: int) -> bool:
+        """An unmasked event is pending for our domain `domid`."""
+        return event_pending(self.pcpu.vcpus[domid].shared)
 
     # ---- upcalls ------------------------------------------------------------------
     def deliver_upcall(self, v, context: tuple) -> int | None:
@@ -129,8 +131,3 @@ class EventDelivery:
         self.counts["upcalls"] += 1
         return self.pcpu.traps.bounce_to(v, t.event_cs, t.event_address, context)
 
-
-def send_virq(pcpu_or_hv, domid: int, virq: int) -> None:
-    """Raise `virq` for domain `domid` (see the module docstring)."""
-    pcpu = getattr(pcpu_or_hv, "_pcpu", pcpu_or_hv)
-    pcpu.events.send_virq(domid, virq)

@@ -1,49 +1,57 @@
-"""What hypercall handlers may ask of the PCPU that runs them. Handlers see only
-this narrow interface, never the PCPU loop itself."""
+"""What hypercall handlers may ask of the PCPU that runs them (the `hv` every
+handler in smpxen/hv/ takes). Handlers see only this narrow interface, never the
+PCPU loop itself: the calling domain, its memory, the memory-management and
+event-channel state, and a few services (time, scheduling, Domain-0 control).
+smpxen/hv/iface.py describes it for handler authors."""
 from __future__ import annotations
 
 import struct
 
+from unicorn import x86_const as R
+
+from smpxen.arch.x86 import CR0_TS
 from smpxen.hv.table import do_hypercall
+from smpxen.pcpu import domctl, lifecycle, schedule
+from smpxen.sched.bvt import SCHED_INFO_PUT
+from smpxen.xen import errno
 
 
 class HvContext:
     def __init__(self, pcpu):
         self._pcpu = pcpu
+        self.current = None                     # the calling domain's Vcpu (set on every switch)
+        self.mem = pcpu.mem                     # guest-virtual memory of the current domain
+        self.paging = pcpu.paging               # this PCPU's side of memory (pcpu/paging.py)
+        self.mm = pcpu.paging.mm                # the shared frame table's rules (mm/memory.py)
+        self.evtchn = pcpu.events.tables        # the shared event-channel tables
+        self.domains = pcpu.domains             # the shared domain table
         self.console_io_for_all = pcpu.console_io_for_all
-
-    @property
-    def current(self):
-        return self._pcpu.current
-
-    @property
-    def mem(self):
-        return self._pcpu.mem
-
-    @property
-    def mmu(self):
-        """This PCPU's memory-management state and services (smpxen.pcpu.mmu.PcpuMM)."""
-        return self._pcpu.mmu
+        # The multicall entry being run (its guest address), if any: a sub-call's
+        # continuation goes into the entry's arguments instead of the registers.
+        self.multicall_entry: int | None = None
+        self.multicall_preempted = False
 
     def now(self) -> int:
-        return self._pcpu.now()
+        """System time (Xen's NOW()) on this PCPU."""
+        return self._pcpu.clock.now()
 
     def console_write(self, data: bytes) -> None:
         """The current domain's console output, within its bound (pcpu/console.py)."""
-        self._pcpu.console_write(self._pcpu.current, data)
+        self._pcpu.console.write(self.current, data)
 
     def yield_current(self) -> None:
-        self._pcpu.yield_current()
+        schedule.yield_current(self._pcpu)
 
     def block_current(self) -> None:
-        self._pcpu.block_current()
+        schedule.block_current(self._pcpu)
+
+    def shutdown_current(self, reason: int) -> None:
+        lifecycle.end_domain(self._pcpu, self.current, "shutdown", reason, "")
+
+    def set_timer(self, deadline: int) -> None:
+        self._pcpu.clock.set_domain_timer(self.current, deadline)
 
     # ---- long hypercalls (Xen's continuations) -------------------------------------
-    # The multicall entry being run (its guest address), if any: a sub-call's
-    # continuation goes into the entry's arguments instead of the registers.
-    multicall_entry: int | None = None
-    multicall_preempted = False
-
     def hypercall(self, number: int, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
         """A hypercall made for the guest by another one (multicall's entries)."""
         return do_hypercall(self, number, a1, a2, a3, a4, a5)
@@ -64,71 +72,45 @@ class HvContext:
             self._pcpu.restart_hypercall([a & 0xFFFFFFFF for a in args])
         return number
 
-    def set_timer(self, deadline: int) -> None:
-        self._pcpu.clock.set_domain_timer(self._pcpu.current, deadline)
-
-    # ---- CPU state and events (smpxen.hv.traps, smpxen.hv.event_channel) ----------
+    # ---- CPU state and events (smpxen/hv/traps.py, smpxen/hv/event_channel.py) -----
     def set_cr0_ts(self, on: bool) -> None:
         """CR0.TS of the emulated CPU (part of the running domain's context)."""
-        from smpxen.arch.x86 import CR0_TS
-        from unicorn.x86_const import UC_X86_REG_CR0
         core = self._pcpu.core
-        cr0 = core.read_reg(UC_X86_REG_CR0)
-        core.write_reg(UC_X86_REG_CR0, cr0 | CR0_TS if on else cr0 & ~CR0_TS)
+        cr0 = core.read_reg(R.UC_X86_REG_CR0)
+        core.write_reg(R.UC_X86_REG_CR0, cr0 | CR0_TS if on else cr0 & ~CR0_TS)
 
     def write_debugreg(self, reg: int, value: int) -> None:
-        from unicorn import x86_const as R
         self._pcpu.core.write_reg(getattr(R, f"UC_X86_REG_DR{reg}"), value)
 
-    @property
-    def evtchn(self):
-        """The shared event-channel tables (smpxen.hv.event_channel.EvtchnTables)."""
-        return self._pcpu.events.tables
-
     def evtchn_set_pending(self, domid: int, port: int) -> None:
-        """Set a port pending, routed to the PCPU that owns the domain."""
+        """Set a port pending, routed to the PCPU that hosts the domain."""
         self._pcpu.events.set_pending(domid, port)
 
-    def shutdown_current(self, reason: int) -> None:
-        self._pcpu.end_domain(self._pcpu.current, "shutdown", reason, "")
-
-    # ---- Domain-0 control (smpxen.hv.dom0_op) ------------------------------------
-    def first_domain_from(self, domid: int):
-        """The live domain with the lowest id >= domid (DOM0_GETDOMAININFO)."""
-        live = [d for d in self._pcpu.domains.live() if d.domid >= domid]
-        return min(live, key=lambda d: d.domid, default=None)
-
+    # ---- Domain-0 control (smpxen/hv/dom0_op.py; run where the domain lives) -------
     def settime(self, secs: int, usecs: int, system_time: int) -> None:
         self._pcpu.clock.timebase.settime(secs, usecs, system_time)
 
     def pin_domain(self, domid: int, cpu: int) -> int:
-        from smpxen.pcpu import domctl
-        from smpxen.xen import errno
         pcpu = self._pcpu
         if pcpu.domains.find(domid) is None:
             return -errno.ESRCH
-        if domid == pcpu.current.domid:
+        if domid == self.current.domid:
             return -errno.EINVAL          # as Xen: a domain does not pin itself
         if cpu < 0:
             return 0                      # unpin: domains never move by themselves anyway
         return domctl.domain_call(pcpu, domid, "migrate_request", [cpu % pcpu.nr_pcpus], wait=False)
 
     def pause_domain(self, domid: int, pause: bool) -> int:
-        from smpxen.pcpu import domctl
-        from smpxen.xen import errno
-        if domid == self._pcpu.current.domid:
+        if domid == self.current.domid:
             return -errno.EINVAL
         return domctl.domain_call(self._pcpu, domid, "dom_pause", [pause])
 
     def adjust_domain(self, domid: int, direction: int, params):
-        from smpxen.pcpu import domctl
         got = domctl.domain_call(self._pcpu, domid, "dom_adjust", [direction, params])
         return tuple(got) if isinstance(got, list) else got
 
     def sched_ctl(self, direction: int, ctx_allow: int) -> int:
         """DOM0_SCHEDCTL: ctx_allow is one global value in Xen; set it on every PCPU."""
-        from smpxen.pcpu import domctl
-        from smpxen.sched.bvt import SCHED_INFO_PUT
         value = domctl.sched_ctl_local(self._pcpu, direction, ctx_allow)
         if direction == SCHED_INFO_PUT:
             domctl.broadcast(self._pcpu, "sched_ctl", [direction, ctx_allow])

@@ -10,9 +10,11 @@ the LDT shadow (the domain's PERDOMAIN L1 and its frame references); only (base,
 ents) travel, and the target loads LDTR with its own selector at switch-in."""
 from __future__ import annotations
 
+import collections
 import pickle
 
 from smpxen.ipc import messages as M
+from smpxen.pcpu import schedule
 from smpxen.pcpu.bounce import ThreadState
 from smpxen.pcpu.vcpu import Vcpu
 from smpxen.xen.structs import SharedInfo
@@ -23,10 +25,10 @@ def migrate_out(pcpu, domid: int, target: int) -> bool:
     v = pcpu.vcpus.get(domid)
     if v is None or v.ended or target == pcpu.index:
         return False
-    now = pcpu.now()
+    now = pcpu.clock.now()
     pcpu.sched.pause(domid, now)
     if v is pcpu.current:
-        pcpu.reschedule()              # saves its context and runs something else
+        schedule.reschedule(pcpu)      # saves its context and runs something else
     record = pcpu.sched.migrate_out(domid)
     record["pausecnt"] -= 1            # the pause above was only for the move
     timers = pcpu.clock.timers
@@ -44,9 +46,8 @@ def migrate_out(pcpu, domid: int, target: int) -> bool:
         "time_offset": v.time_offset,
     }
     del pcpu.vcpus[domid]
-    pcpu.migrated_out[domid] = pcpu.migrated_out.get(domid, 0) + 1
     v.info.processor = target
-    pcpu.send_ipi(target, M.IPI_MIGRATE, payload)
+    pcpu.mailbox.send_ipi(target, M.IPI_MIGRATE, payload)
     return True
 
 
@@ -59,17 +60,18 @@ def migrate_in(pcpu, payload: dict) -> None:
         v.context = pickle.loads(payload["context"])
     v.thread = ThreadState.from_dict(payload["thread"])
     v.ldt_base, v.ldt_ents = payload["ldt"]
-    v.hypercalls, v.slices, ran, v.hypercall_results, v.hypercalls_by_nr = payload["counts"]
+    v.hypercalls, v.slices, ran, results, v.hypercalls_by_nr = payload["counts"]
+    v.hypercall_results = collections.Counter(results)
     v.pcpus_ran = set(ran)
     pcpu.vcpus[domid] = v
-    now = pcpu.now()
+    now = pcpu.clock.now()
     if pcpu.clock.model == "percpu":
         v.time_offset = max(0, payload["time_view"] - now)
     pcpu.sched.migrate_in(domid, now, payload["sched"])
     # Events set while it was in flight (some reach us before this IPI and are written
     # straight into its shared_info) must wake it: blocked with an event pending it
     # would otherwise sleep for good, since later sends to a pending port wake nobody.
-    if pcpu.event_pending(domid):
+    if pcpu.events.pending(domid):
         pcpu.sched.unblock(domid, now)
     if payload["timer"] is not None:        # re-expressed from the source's clock to ours
         pcpu.clock.timers.set(("domain", domid), payload["timer"] + payload["time_offset"] - v.time_offset)

@@ -1,6 +1,7 @@
 """A domain's virtual CPU as its PCPU process sees it (Xen 2.0 domains have one)."""
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass, field
 
 from smpxen.pcpu.bounce import ThreadState
@@ -18,9 +19,9 @@ class Vcpu:
     shared: SharedInfo          # the domain's shared_info page
     context: object = None      # saved Unicorn context; None until first entry
     hypercalls: int = 0
-    # Results and numbers of its hypercalls, counted in the hook (pcpu/loop.py) with
+    # Results and numbers of its hypercalls, counted in the hook (smpxen/pcpu/loop.py) with
     # int keys; named only in the report (hypercall_stats below).
-    hypercall_results: dict = field(default_factory=dict)
+    hypercall_results: collections.Counter = field(default_factory=collections.Counter)
     hypercalls_by_nr: list = field(default_factory=lambda: [0] * NR_HYPERCALLS)
     slices: int = 0
     ended: str | None = None    # "shutdown" / "crashed" once it ended

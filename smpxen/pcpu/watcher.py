@@ -1,7 +1,7 @@
 """The PCPU's watcher thread: it owns the PCPU's inbox socket, queues every
 message for the main thread, and stops the running emulation slice when a message
-arrives or the main thread's deadline passes (DESIGN.md invariant 4: emu_stop from
-another thread works, because emu_start releases the GIL).
+arrives or the main thread's deadline passes (emu_stop from another thread works,
+because emu_start releases the GIL: docs/design.md, invariant 4).
 
 The race this handles: the main thread may call emu_start just after the watcher
 called emu_stop (which Unicorn ignores when no emulation is running). So while a
@@ -21,7 +21,7 @@ POLL_MS = 1
 
 
 class Watcher(threading.Thread):
-    def __init__(self, inbox: zmq.Socket, stop_core, clock_ns=time.monotonic_ns):
+    def __init__(self, inbox: zmq.Socket, stop_core, immediate=None, clock_ns=time.monotonic_ns):
         super().__init__(name="pcpu-watcher", daemon=True)
         self.inbox = inbox
         self.stop_core = stop_core
@@ -34,7 +34,7 @@ class Watcher(threading.Thread):
         self._done = False
         # kind -> callable(msg) run in this thread on arrival, before queueing: for the
         # boot barrier, where a CPU spinning on the barrier reacts at once.
-        self.immediate: dict = {}
+        self.immediate: dict = dict(immediate or {})
 
     def run(self) -> None:
         poller = zmq.Poller()

@@ -15,7 +15,7 @@ Model (Duda & Cheriton, SOSP'99, as cut down by Xen):
   consumes, and an effective virtual time ``evt = avt - warp_value`` while
   warped, else ``avt``.  The domain with the lowest ``evt`` runs.
 * All virtual times are u32 and all the C integer types are emulated
-  (:func:`u32`, :func:`s32`, :func:`s64`), because Xen's behaviour at the
+  (smpxen/arch/cint.py: u32, s32, s64), because Xen's behaviour at the
   edges (the SVT wrap, ``calc_avt`` overflow after ~4.29 s) depends on them.
 
 This module does no I/O and keeps no clock: every entry point takes ``now``
@@ -34,13 +34,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import NamedTuple, Optional
 
+from smpxen.arch.cint import s32, s64, u32
 from smpxen.xen.dom0_ops import SCHED_INFO_GET, SCHED_INFO_PUT
 from smpxen.xen.errno import EINVAL, ESRCH
 
 __all__ = [
     "MCU", "MCU_ADVANCE", "TIME_SLOP", "CTX_ALLOW_DEFAULT", "WARPL_DEFAULT_MS",
     "WARPU_DEFAULT_MS", "SVT_WRAP_LIMIT", "SVT_WRAP_SUB", "IDLE_VT",
-    "u32", "s32", "s64", "millisecs", "calc_avt", "calc_evt",
+    "millisecs", "calc_avt", "calc_evt",
     "BVTDomInfo", "BVTAdjdom", "WakeDecision", "BVTScheduler",
 ]
 
@@ -55,27 +56,6 @@ WARPU_DEFAULT_MS = 1000        # default unwarp requirement (stored as ns)
 SVT_WRAP_LIMIT = 0xF000_0000   # SVT at/above this triggers the wrap ...
 SVT_WRAP_SUB = 0xE000_0000     # ... which subtracts this from SVT and every avt/evt
 IDLE_VT = 0xFFFF_FFFF          # the idle task's avt/evt (~0U): it never wins on evt
-
-_M32 = 0xFFFF_FFFF
-_M64 = 0xFFFF_FFFF_FFFF_FFFF
-
-
-def u32(x: int) -> int:
-    """Truncate to C ``u32``."""
-    return x & _M32
-
-
-def s32(x: int) -> int:
-    """Truncate to C ``s32`` (two's complement)."""
-    x &= _M32
-    return x - (1 << 32) if x & 0x8000_0000 else x
-
-
-def s64(x: int) -> int:
-    """Truncate to C ``s64`` / ``s_time_t``."""
-    x &= _M64
-    return x - (1 << 64) if x & (1 << 63) else x
-
 
 def millisecs(ms: int) -> int:
     """Xen's ``MILLISECS(x)``: ms to ns as ``s_time_t``."""

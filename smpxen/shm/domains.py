@@ -48,18 +48,30 @@ class DomainTable:
         from smpxen.shm.layout import MAX_DOMAINS
         self.slots = (DomainInfo * MAX_DOMAINS).from_buffer(ram.mem, layout.domtable_mfn << 12)
         self.max = MAX_DOMAINS
+        self._slot_hint: dict[int, int] = {}      # domid -> slot it was last found in
 
     def find(self, domid: int) -> DomainInfo | None:
-        for d in self.slots:
+        """The record of the live domain `domid`, or None. Looked up on every
+        hypercall that names a domain, so the slot found last time is tried first
+        (checked: any process may free and reuse a slot meanwhile)."""
+        i = self.slot_of(domid)
+        return None if i is None else self.slots[i]
+
+    def slot_of(self, domid: int) -> int | None:
+        slots = self.slots
+        i = self._slot_hint.get(domid)
+        if i is not None and slots[i].state != DS_FREE and slots[i].domid == domid:
+            return i
+        for i, d in enumerate(slots):
             if d.state != DS_FREE and d.domid == domid:
-                return d
+                self._slot_hint[domid] = i
+                return i
         return None
 
-    def slot_of(self, domid: int) -> int:
-        for i, d in enumerate(self.slots):
-            if d.state != DS_FREE and d.domid == domid:
-                return i
-        raise KeyError(domid)
+    def first_from(self, domid: int) -> DomainInfo | None:
+        """The live domain with the lowest id >= domid (DOM0_GETDOMAININFO's walk)."""
+        return min((d for d in self.slots if d.state != DS_FREE and d.domid >= domid),
+                   key=lambda d: d.domid, default=None)
 
     def allocate(self, domid: int) -> DomainInfo:
         for d in self.slots:

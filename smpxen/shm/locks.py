@@ -1,7 +1,7 @@
 """Cross-process locks for the hypervisor's shared bookkeeping.
 
-DESIGN.md invariant 1: lock-prefixed instructions are not atomic across Unicorn
-instances, and Python has no atomics on shared memory either, so the PCPU processes
+Lock-prefixed instructions are not atomic across Unicorn instances (docs/design.md,
+invariant 1), and Python has no atomics on shared memory either, so the PCPU processes
 serialise updates of shared hypervisor state with POSIX record locks (fcntl) on
 bytes of the RAM segment's descriptor. The kernel drops a process's record locks
 when it dies, so a PCPU killed while holding one cannot wedge the others.

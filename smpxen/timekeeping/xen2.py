@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
+from smpxen.arch.cint import M32, M64, s32, s64
+
 from .wallclock import USEC_PER_SEC, xen2_settime
 
 __all__ = [
@@ -53,8 +55,6 @@ __all__ = [
     "guest_gettimeofday",
 ]
 
-U32 = 0xFFFF_FFFF
-U64 = (1 << 64) - 1
 
 HZ = 100                                   # xen/include/asm-x86/config.h
 TICK_NS = 1_000_000_000 // HZ              # stime_irq += MILLISECS(1000/HZ)
@@ -69,14 +69,6 @@ CALIBRATE_LATCH = (CLOCK_TICK_RATE + CALIBRATE_FRAC // 2) // CALIBRATE_FRAC  # 5
 CALIBRATE_WINDOW_NS = CALIBRATE_LATCH * 1_000_000_000 // CLOCK_TICK_RATE
 
 
-def _s32(x: int) -> int:
-    x &= U32
-    return x - (1 << 32) if x & 0x8000_0000 else x
-
-
-def _s64(x: int) -> int:
-    x &= U64
-    return x - (1 << 64) if x >> 63 else x
 
 
 # --------------------------------------------------------------------------
@@ -99,14 +91,14 @@ def time_init(ticks_per_frac: int) -> Xen2Calibration:
     the difference here. Zero ticks is Xen's "Error calibrating TSC" panic.
     (The i386 ``diff`` 32-bit check in calibrate_tsc is under a misspelt
     ``#if defined(_i386__)`` and never compiled, so it is not applied.)"""
-    ticks_per_frac = int(ticks_per_frac) & U64
+    ticks_per_frac = int(ticks_per_frac) & M64
     if ticks_per_frac == 0:
         raise ValueError("Error calibrating TSC")
     return Xen2Calibration(
         ticks_per_frac=ticks_per_frac,
         cpu_freq=ticks_per_frac * CALIBRATE_FRAC,
-        cpu_khz=(ticks_per_frac // (1000 // CALIBRATE_FRAC)) & U32,
-        ticks_per_usec=(ticks_per_frac // (1_000_000 // CALIBRATE_FRAC)) & U32,
+        cpu_khz=(ticks_per_frac // (1000 // CALIBRATE_FRAC)) & M32,
+        ticks_per_usec=(ticks_per_frac // (1_000_000 // CALIBRATE_FRAC)) & M32,
     )
 
 
@@ -149,13 +141,13 @@ def init_scale(cpu_freq: int, *, wide: bool = False) -> Xen2Scale:
         raise ValueError("cpu_freq must be positive")
     shift = rdtsc_bitshift_for(cpu_freq)
     numer = 1_000_000_000 << (32 + shift)
-    if numer > U64 and not wide:
+    if numer > M64 and not wide:
         raise ValueError(
             f"cpu_freq {cpu_freq} Hz: Xen 2.0's scale computation overflows 64 bits "
             "at 4 GHz and above (rdtsc_bitshift >= 3)")
     scale = numer // cpu_freq
     return Xen2Scale(cpu_freq=cpu_freq, rdtsc_bitshift=shift,
-                     st_scale_i=(scale >> 32) & U32, st_scale_f=scale & U32)
+                     st_scale_i=(scale >> 32) & M32, st_scale_f=scale & M32)
 
 
 # --------------------------------------------------------------------------
@@ -174,8 +166,8 @@ class Xen2Stamp:
 
 
 def _stamp_tsc(full_tsc: int, scale: Xen2Scale) -> tuple[int, int]:
-    full = int(full_tsc) & U64
-    return full, (full >> scale.rdtsc_bitshift) & U32
+    full = int(full_tsc) & M64
+    return full, (full >> scale.rdtsc_bitshift) & M32
 
 
 def init_stamp(full_tsc: int, scale: Xen2Scale, wc_sec: int, wc_usec: int = 0) -> Xen2Stamp:
@@ -183,7 +175,7 @@ def init_stamp(full_tsc: int, scale: Xen2Scale, wc_sec: int, wc_usec: int = 0) -
     zero at ``full_tsc``; wall clock starts at the RTC (``wc_usec`` stays 0 in
     Xen, exposed here for tests)."""
     full, shifted = _stamp_tsc(full_tsc, scale)
-    return Xen2Stamp(full, shifted, 0, int(wc_sec) & U32, int(wc_usec))
+    return Xen2Stamp(full, shifted, 0, int(wc_sec) & M32, int(wc_usec))
 
 
 def timer_tick(stamp: Xen2Stamp, full_tsc: int, scale: Xen2Scale) -> Xen2Stamp:
@@ -195,8 +187,8 @@ def timer_tick(stamp: Xen2Stamp, full_tsc: int, scale: Xen2Scale) -> Xen2Stamp:
     wc_sec, wc_usec = stamp.wc_sec, stamp.wc_usec + TICK_USEC
     if wc_usec >= USEC_PER_SEC:
         wc_usec -= USEC_PER_SEC
-        wc_sec = (wc_sec + 1) & U32
-    return Xen2Stamp(full, shifted, _s64(stamp.stime_irq + TICK_NS), wc_sec, wc_usec)
+        wc_sec = (wc_sec + 1) & M32
+    return Xen2Stamp(full, shifted, s64(stamp.stime_irq + TICK_NS), wc_sec, wc_usec)
 
 
 def get_time_delta(local_tsc: int, stamp: Xen2Stamp, scale: Xen2Scale) -> int:
@@ -207,8 +199,8 @@ def get_time_delta(local_tsc: int, stamp: Xen2Stamp, scale: Xen2Scale) -> int:
     as positive; later (or any reading behind the stamp, e.g. a CPU whose TSC
     lags the timer CPU's) the delta is negative and clamps to 0.
     """
-    low = ((int(local_tsc) & U64) >> scale.rdtsc_bitshift) & U32
-    delta_tsc = _s32(low - stamp.shifted_tsc_irq)
+    low = ((int(local_tsc) & M64) >> scale.rdtsc_bitshift) & M32
+    delta_tsc = s32(low - stamp.shifted_tsc_irq)
     if delta_tsc < 0:
         delta_tsc = 0
     return ((delta_tsc * scale.st_scale_f) >> 32) + delta_tsc * scale.st_scale_i
@@ -219,7 +211,7 @@ def get_s_time(local_tsc: int, stamp: Xen2Stamp, scale: Xen2Scale, prev_now: int
     less than ``prev_now``. The caller stores the result as the next
     ``prev_now`` (Xen's function-static variable; in Xen 2.0 a single one
     shared, racily, by all CPUs)."""
-    now = _s64(stamp.stime_irq + get_time_delta(local_tsc, stamp, scale))
+    now = s64(stamp.stime_irq + get_time_delta(local_tsc, stamp, scale))
     return prev_now if now < prev_now else now
 
 
@@ -245,7 +237,7 @@ class SharedTimeFields(NamedTuple):
 def update_dom_time(stamp: Xen2Stamp, scale: Xen2Scale) -> SharedTimeFields:
     """Values of ``update_dom_time`` (the caller does the version bracketing
     and the stores, on the PCPU owning the domain)."""
-    return SharedTimeFields(scale.cpu_freq, stamp.full_tsc_irq, stamp.stime_irq & U64,
+    return SharedTimeFields(scale.cpu_freq, stamp.full_tsc_irq, stamp.stime_irq & M64,
                             stamp.wc_sec, stamp.wc_usec)
 
 
@@ -265,7 +257,7 @@ def guest_init_tsc(cpu_freq: int) -> GuestTscParams:
     """Mirror of XenLinux ``init_tsc`` (timers/timer_tsc.c): ``cpu_khz =
     cpu_freq / 1000`` and ``divl`` of 1000:0 by cpu_khz. The ``divl`` faults
     (#DE) unless cpu_khz > 1000, i.e. cpu_freq must exceed ~1 MHz."""
-    cpu_khz = (int(cpu_freq) // 1000) & U32
+    cpu_khz = (int(cpu_freq) // 1000) & M32
     if cpu_khz <= 1000:
         raise ValueError(f"cpu_freq {cpu_freq} Hz: XenLinux's divl would overflow (#DE)")
     return GuestTscParams(cpu_khz, (1000 << 32) // cpu_khz)
@@ -282,7 +274,7 @@ def guest_get_offset_usec(tsc: int, tsc_timestamp: int, params: GuestTscParams,
     to ~2^32 cycles, a jump of ~2^32/cycles-per-µs µs; pass
     ``clamp_negative=False`` to reproduce that.
     """
-    delta = (int(tsc) - int(tsc_timestamp)) & U32
+    delta = (int(tsc) - int(tsc_timestamp)) & M32
     if clamp_negative and delta & 0x8000_0000:
         delta = 0
     return (delta * params.fast_gettimeoffset_quotient) >> 32

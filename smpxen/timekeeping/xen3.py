@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import NamedTuple
 
+from smpxen.arch.cint import M32, M64, s64
+
 __all__ = [
     "EPOCH_NS",
     "TimeScale",
@@ -37,17 +39,11 @@ __all__ = [
     "guest_system_time",
 ]
 
-U32 = 0xFFFF_FFFF
-U64 = (1 << 64) - 1
 _NS_PER_SEC = 1_000_000_000
 
 #: ``#define EPOCH MILLISECS(1000)``: calibration period per CPU.
 EPOCH_NS = 1_000_000_000
 
-
-def _s64(x: int) -> int:
-    x &= U64
-    return x - (1 << 64) if x >> 63 else x
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +59,8 @@ def div_frac(dividend: int, divisor: int) -> int:
     """Mirror of ``div_frac``: the 0.32 fraction dividend/divisor, i.e.
     ``divl`` of dividend:0 by divisor. Xen ASSERTs dividend < divisor (else
     the quotient overflows 32 bits and ``divl`` raises #DE); so do we."""
-    dividend &= U32
-    divisor &= U32
+    dividend &= M32
+    divisor &= M32
     if not dividend < divisor:
         raise ValueError(f"div_frac({dividend}, {divisor}): needs dividend < divisor")
     return (dividend << 32) // divisor
@@ -73,7 +69,7 @@ def div_frac(dividend: int, divisor: int) -> int:
 def mul_frac(multiplicand: int, multiplier: int) -> int:
     """Mirror of ``mul_frac``: EDX of a 32x32 ``mul`` (a u32 times a 0.32
     fraction, truncated)."""
-    return ((multiplicand & U32) * (multiplier & U32)) >> 32
+    return ((multiplicand & M32) * (multiplier & M32)) >> 32
 
 
 def scale_delta(delta: int, scale: TimeScale) -> int:
@@ -82,12 +78,12 @@ def scale_delta(delta: int, scale: TimeScale) -> int:
     to the exact ``delta * 2^shift * mul_frac / 2^32`` the result is floored
     (< 1 ns short) plus, for shift < 0, the dropped low bits of delta (< one
     shifted unit, i.e. < 1 ns for scales from :func:`set_time_scale`)."""
-    delta &= U64
+    delta &= M64
     if scale.shift < 0:
         delta >>= -scale.shift
     else:
-        delta = (delta << scale.shift) & U64
-    return ((delta * (scale.mul_frac & U32)) >> 32) & U64
+        delta = (delta << scale.shift) & M64
+    return ((delta * (scale.mul_frac & M32)) >> 32) & M64
 
 
 def set_time_scale(ticks_per_sec: int) -> TimeScale:
@@ -98,14 +94,14 @@ def set_time_scale(ticks_per_sec: int) -> TimeScale:
     tps32 of exactly 10^9 (a 1 GHz counter) calls div_frac(10^9, 10^9) and
     faults; later Xen uses ``<=``, as here and as the reference describes.
     """
-    tps64 = int(ticks_per_sec) & U64
+    tps64 = int(ticks_per_sec) & M64
     if tps64 == 0:
         raise ValueError("set_time_scale: zero ticks per second")
     shift = 0
     while tps64 > 2 * _NS_PER_SEC:
         tps64 >>= 1
         shift -= 1
-    tps32 = tps64 & U32
+    tps32 = tps64 & M32
     while tps32 <= _NS_PER_SEC:
         tps32 <<= 1
         shift += 1
@@ -129,7 +125,7 @@ def platform_stime(count: int, platform_timer_stamp: int, stime_platform_stamp: 
                    scale: TimeScale) -> int:
     """Mirror of ``read_platform_stime``: master system time from a 64-bit
     platform counter reading."""
-    return _s64(stime_platform_stamp + scale_delta(count - platform_timer_stamp, scale))
+    return s64(stime_platform_stamp + scale_delta(count - platform_timer_stamp, scale))
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +142,7 @@ def init_percpu_time(tsc_now: int, master_stime_now: int, tsc_scale: TimeScale) 
     """Mirror of ``init_percpu_time``: both stamps start at master time (CPU 0
     uses 0; the caller passes it). ``tsc_scale`` comes from the CPU's own boot
     calibration (``set_time_scale`` in calibrate_tsc_bp/ap)."""
-    return CpuTime(int(tsc_now) & U64, master_stime_now, master_stime_now, tsc_scale)
+    return CpuTime(int(tsc_now) & M64, master_stime_now, master_stime_now, tsc_scale)
 
 
 def get_s_time(cpu_time: CpuTime, tsc: int) -> int:
@@ -154,7 +150,7 @@ def get_s_time(cpu_time: CpuTime, tsc: int) -> int:
     scale_delta(tsc - local_tsc_stamp). No clamp: a TSC behind the stamp
     wraps to a huge u64 delta, exactly as in Xen (only possible if the
     counter is written backwards or a reading predates the stamp)."""
-    return _s64(cpu_time.stime_local_stamp
+    return s64(cpu_time.stime_local_stamp
                 + scale_delta(int(tsc) - cpu_time.local_tsc_stamp, cpu_time.tsc_scale))
 
 
@@ -180,30 +176,30 @@ def local_time_calibration(cpu_time: CpuTime, tsc_now: int, local_stime_now: int
       recorded), times the error factor.
     * New stamps: (tsc_now, warped local time, master time).
     """
-    if not 0 < epoch_ns <= U32 // 2:
+    if not 0 < epoch_ns <= M32 // 2:
         raise ValueError("epoch_ns must satisfy 0 < epoch_ns <= 2^31 - 1")
-    curr_tsc = int(tsc_now) & U64
+    curr_tsc = int(tsc_now) & M64
     curr_local = get_s_time(cpu_time, curr_tsc) if local_stime_now is None else local_stime_now
     curr_master = master_stime_now
 
     if curr_local < curr_master:
         curr_local = curr_master
 
-    stime_elapsed64 = (curr_master - cpu_time.stime_master_stamp) & U64
-    tsc_elapsed64 = (curr_tsc - cpu_time.local_tsc_stamp) & U64
+    stime_elapsed64 = (curr_master - cpu_time.stime_master_stamp) & M64
+    tsc_elapsed64 = (curr_tsc - cpu_time.local_tsc_stamp) & M64
 
-    if _s64(stime_elapsed64) < epoch_ns // 2:
+    if s64(stime_elapsed64) < epoch_ns // 2:
         return cpu_time
 
     error_factor = 0
     if curr_local != curr_master:
-        err = (curr_local - curr_master) & U64
+        err = (curr_local - curr_master) & M64
         if err > epoch_ns:
             err = epoch_ns
-        error_factor = div_frac(epoch_ns, (epoch_ns + err) & U32)
+        error_factor = div_frac(epoch_ns, (epoch_ns + err) & M32)
 
     # 0 < stime_elapsed < 2^31, so tsc can be shifted into (stime, 2*stime].
-    while stime_elapsed64 != (stime_elapsed64 & U32) or stime_elapsed64 & 0x8000_0000:
+    while stime_elapsed64 != (stime_elapsed64 & M32) or stime_elapsed64 & 0x8000_0000:
         stime_elapsed64 >>= 1
         tsc_elapsed64 >>= 1
     stime_elapsed32 = stime_elapsed64
@@ -217,7 +213,7 @@ def local_time_calibration(cpu_time: CpuTime, tsc_now: int, local_stime_now: int
         # Xen: ASSERT(tsc_elapsed32 != 0), then an endless shift loop.
         raise ValueError("local_time_calibration: TSC did not advance over the epoch")
     while tsc_elapsed32 <= stime_elapsed32:
-        tsc_elapsed32 = (tsc_elapsed32 << 1) & U32
+        tsc_elapsed32 = (tsc_elapsed32 << 1) & M32
         tsc_shift += 1
 
     calibration_mul_frac = div_frac(stime_elapsed32, tsc_elapsed32)
@@ -241,7 +237,7 @@ class VcpuTimeInfo(NamedTuple):
 
 def vcpu_time_info(cpu_time: CpuTime) -> VcpuTimeInfo:
     """Values ``__update_dom_time`` publishes for a VCPU on this CPU."""
-    return VcpuTimeInfo(cpu_time.local_tsc_stamp, cpu_time.stime_local_stamp & U64,
+    return VcpuTimeInfo(cpu_time.local_tsc_stamp, cpu_time.stime_local_stamp & M64,
                         cpu_time.tsc_scale.mul_frac, cpu_time.tsc_scale.shift)
 
 
@@ -249,5 +245,5 @@ def guest_system_time(info: VcpuTimeInfo, tsc: int) -> int:
     """A 3.0 guest's extrapolation: system_time + ((tsc - tsc_timestamp) <<
     tsc_shift) * tsc_to_system_mul >> 32 — the same arithmetic as Xen's, so it
     equals :func:`get_s_time` for the same CPU and reading."""
-    return _s64(info.system_time + scale_delta(
+    return s64(info.system_time + scale_delta(
         int(tsc) - info.tsc_timestamp, TimeScale(info.tsc_shift, info.tsc_to_system_mul)))

@@ -1,3 +1,3 @@
 """The Xen 2.0 x86_32 guest ABI, kept apart from the mechanisms (as Xen keeps
-include/public apart from common/ and arch/). Source of every value:
-shared/reference/xen2-abi.md (read from the Xen 2.0.0 release)."""
+include/public apart from common/ and arch/). Every value was read from the Xen
+2.0.0 release's public headers, which each module names."""

@@ -1,0 +1,86 @@
+"""The hypervisor interface a hypercall handler gets: everything a handler in
+smpxen/hv/ may touch, and nothing else. The PCPU implements it
+(smpxen/pcpu/hvctx.py); unit tests implement pieces of it with fakes.
+
+A handler runs inside the hook of the PCPU that runs the calling domain, with that
+domain stopped at its `int $0x82`. It reads and writes the caller's memory through
+`mem` (a bad pointer raises GuestFault, which the table turns into -EFAULT), keeps
+the memory rules through `mm` and `paging`, and asks for everything that touches
+scheduling, time, other PCPUs or other domains through the methods below."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:                      # annotations only: hv/ never imports pcpu/ code
+    from smpxen.hv.event_channel import EvtchnTables
+    from smpxen.hv.guestmem import GuestMemory
+    from smpxen.mm.memory import MM
+    from smpxen.pcpu.paging import Paging
+    from smpxen.pcpu.vcpu import Vcpu
+    from smpxen.shm.domains import DomainTable
+
+
+class Hypervisor(Protocol):
+    # ---- state -------------------------------------------------------------------
+    current: Vcpu               # the calling domain (domid, privileged, info, thread, shared)
+    mem: GuestMemory            # its guest-virtual memory (page-table walks from its CR3)
+    mm: MM                      # the frame table's rules: references, types, validation (mm/)
+    paging: Paging              # this PCPU's side: foreign domain, deferred flushes, TLBs, LDT
+    evtchn: EvtchnTables        # the event-channel tables (shared by all PCPUs)
+    domains: DomainTable        # the domain table: find(domid), first_from(domid)
+    console_io_for_all: bool    # may unprivileged domains write the console
+    multicall_entry: int | None  # the multicall entry being run (its guest address)
+    multicall_preempted: bool   # a sub-call of that entry made a continuation
+
+    # ---- time, console, scheduling of the caller ------------------------------------
+    def now(self) -> int:
+        """System time in ns (Xen's NOW()) on this PCPU."""
+
+    def console_write(self, data: bytes) -> None:
+        """Console output of the caller, within its bound."""
+
+    def yield_current(self) -> None:
+        """SCHEDOP_yield: the caller gives up the rest of its slice."""
+
+    def block_current(self) -> None:
+        """SCHEDOP_block: the caller sleeps until an event arrives."""
+
+    def shutdown_current(self, reason: int) -> None:
+        """SCHEDOP_shutdown: the caller ends with `reason` (SHUTDOWN_*)."""
+
+    def set_timer(self, deadline: int) -> None:
+        """set_timer_op: one-shot VIRQ_TIMER at system time `deadline` (0 cancels)."""
+
+    # ---- long hypercalls ------------------------------------------------------------
+    def hypercall(self, number: int, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
+        """Make another hypercall for the caller (multicall's entries)."""
+
+    def preempt_pending(self) -> bool:
+        """hypercall_preempt_check(): other work is due; stop with a continuation."""
+
+    def create_continuation(self, number: int, *args: int) -> int:
+        """The caller will make hypercall `number` again with `args`; returns the
+        value the handler must return."""
+
+    # ---- CPU state and events ---------------------------------------------------------
+    def set_cr0_ts(self, on: bool) -> None:
+        """CR0.TS of the caller's CPU (fpu_taskswitch, the lazy-FPU trap)."""
+
+    def write_debugreg(self, reg: int, value: int) -> None:
+        """Load debug register `reg` of the caller's CPU (set_debugreg)."""
+
+    def evtchn_set_pending(self, domid: int, port: int) -> None:
+        """Set a port pending for any domain, on whichever PCPU hosts it."""
+
+    # ---- Domain-0 control (each runs on the PCPU hosting the domain) --------------------
+    def settime(self, secs: int, usecs: int, system_time: int) -> None: ...
+
+    def pin_domain(self, domid: int, cpu: int) -> int: ...
+
+    def pause_domain(self, domid: int, pause: bool) -> int: ...
+
+    def adjust_domain(self, domid: int, direction: int, params): ...
+
+    def sched_ctl(self, direction: int, ctx_allow: int) -> int: ...
+
+    def physinfo(self) -> dict: ...

@@ -1,0 +1,208 @@
+"""A PCPU's messages: its ZeroMQ sockets (the inbox its watcher thread drains, the
+machine's inbox, the other PCPUs' inboxes), IPIs, remote calls with their replies,
+and the one table of what each kind of message does here. Flow control and the
+bound of every message source: smpxen/ipc/messages.py.
+
+Remote calls run one of REMOTE_FUNCTIONS on another PCPU (`call`, `call_many`,
+`post`); the caller serves its own inbox while it waits, because the callee may be
+calling it at the same time. An error while acting on a message is contained: a
+remote call answers IPI_FAILED (the caller's hypercall then fails), a message about
+one of our domains crashes that domain; anything else is this PCPU's own bug."""
+from __future__ import annotations
+
+import collections
+import sys
+import time
+
+import zmq
+
+from smpxen.ipc import endpoints, messages as M
+from smpxen.pcpu import domctl, lifecycle, migration
+from smpxen.pcpu.containment import MachineHalting, RemoteCallFailed, error_detail
+from smpxen.pcpu.paging import remote_mm_flush, remote_mm_revoke
+from smpxen.pcpu.watcher import Watcher
+
+# A wait on another process has no deadline: with many PCPU processes on few host
+# cores a peer can be off the CPU for seconds, and a PCPU that really died is the
+# machine's to notice (it then halts everyone, which ends the wait). A long wait is
+# only reported, every WAIT_NOTE_S seconds.
+WAIT_NOTE_S = 10.0
+
+# What another PCPU may ask this one to run: name -> function(pcpu, *args).
+REMOTE_FUNCTIONS = {
+    "ping": lambda pcpu: None,
+    "mm_flush": remote_mm_flush,
+    "mm_revoke": remote_mm_revoke,
+    "dom_pause": domctl.dom_pause,
+    "dom_adjust": domctl.dom_adjust,
+    "sched_ctl": domctl.sched_ctl_local,
+    "migrate_request": domctl.migrate_request,
+}
+
+
+def _remote_call(pcpu, msg) -> None:
+    seq, function, args = msg[2], msg[3], msg[4]
+    result = REMOTE_FUNCTIONS[function](pcpu, *args)
+    if seq:                    # seq 0: the caller does not wait for a result
+        pcpu.mailbox.send_ipi(msg[1], M.IPI_REPLY, seq, result)
+
+
+def _time_probe(pcpu, msg) -> None:
+    if pcpu.sched is not None:          # only once time is running
+        pcpu.mailbox.send_machine(M.TIME_SAMPLE, pcpu.index, msg[2], pcpu.clock.timebase.raw_now(),
+                                  time.monotonic_ns())
+
+
+# What each kind of message does on this PCPU: kind -> function(pcpu, msg).
+MESSAGE_HANDLERS = {
+    M.IPI_CALL: _remote_call,
+    M.IPI_REPLY: lambda pcpu, msg: pcpu.mailbox.replies.__setitem__(msg[2], msg[3]),
+    M.PLATFORM_TIME: lambda pcpu, msg: pcpu.mailbox.replies.__setitem__(msg[2], msg[3]),
+    M.IPI_FAILED: lambda pcpu, msg: pcpu.mailbox.failures.__setitem__(msg[2], msg[3]),
+    # The counter was zeroed on arrival, in the watcher thread (Watcher.immediate).
+    M.IPI_TSC_SYNC: lambda pcpu, msg: setattr(pcpu.clock, "tsc_synced", True),
+    M.IPI_EVTCHN_SET: lambda pcpu, msg: pcpu.events.on_ipi(msg[2], msg[3]),
+    M.IPI_EVENT_CHECK: lambda pcpu, msg: None,        # waking up was the point
+    M.IPI_MIGRATE: lambda pcpu, msg: migration.migrate_in(pcpu, msg[2]),
+    M.MIGRATE: lambda pcpu, msg: pcpu.pending_migrations.append((msg[2], msg[3])),
+    M.TIME_PROBE: _time_probe,
+    M.START: lambda pcpu, msg: lifecycle.start(pcpu, msg[2]),
+    M.HALT: lambda pcpu, msg: setattr(pcpu, "halted", True),
+}
+# Messages that need this PCPU's scheduler wait until its time and scheduler run.
+NEEDS_SCHEDULER = frozenset({M.IPI_EVTCHN_SET, M.IPI_MIGRATE})
+# Messages about one domain: an error while acting on one crashes that domain.
+DOMAIN_OF = {M.IPI_EVTCHN_SET: lambda msg: msg[2], M.IPI_MIGRATE: lambda msg: msg[2]["domid"]}
+
+
+class Mailbox:
+    def __init__(self, pcpu, tag: str, stop_core, immediate: dict):
+        self.pcpu = pcpu
+        self.index = pcpu.index
+        self.tag = tag
+        self.zctx = zmq.Context(io_threads=1)
+        inbox = endpoints.bind_inbox(self.zctx, endpoints.pcpu_endpoint(tag, pcpu.index))
+        self.to_machine = endpoints.connect_outbox(self.zctx, endpoints.machine_endpoint(tag))
+        self.peers: dict[int, zmq.Socket] = {}
+        self.watcher = Watcher(inbox, stop_core, immediate)
+        self.counts = {"ipis_sent": collections.Counter(), "ipis_received": collections.Counter()}
+        self.replies: dict[int, object] = {}
+        self.failures: dict[int, str] = {}      # seq -> why the remote call raised
+        self._seq = 0
+        self._early: list = []                  # messages that arrived before the scheduler
+
+    # ---- sending ----------------------------------------------------------------------
+    def send_machine(self, *parts) -> None:
+        self.to_machine.send(M.encode(*parts))
+
+    def send_ipi(self, target: int, kind: str, *payload) -> None:
+        self._peer(target).send(M.encode(kind, self.index, *payload))
+        self.counts["ipis_sent"][kind] += 1
+
+    def connect_peers(self, nr_pcpus: int) -> None:
+        """Connect to every other PCPU now: a first send would pay the handshake."""
+        for cpu in range(nr_pcpus):
+            if cpu != self.index:
+                self._peer(cpu)
+
+    def _peer(self, target: int):
+        sock = self.peers.get(target)
+        if sock is None:
+            sock = self.peers[target] = endpoints.connect_outbox(
+                self.zctx, endpoints.pcpu_endpoint(self.tag, target))
+        return sock
+
+    # ---- remote calls -----------------------------------------------------------------
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def call(self, target: int, function: str, args=()):
+        """Run REMOTE_FUNCTIONS[function] on PCPU `target` (this one included) and
+        return its result. Raises RemoteCallFailed if it raised there."""
+        if target == self.index:
+            return REMOTE_FUNCTIONS[function](self.pcpu, *args)
+        seq = self.next_seq()
+        self.send_ipi(target, M.IPI_CALL, seq, function, list(args))
+        return self.wait_reply(seq, f"pcpu{target} ({function})")
+
+    def post(self, target: int, function: str, args=()) -> None:
+        """Run it there without waiting for a result (seq 0)."""
+        if target == self.index:
+            REMOTE_FUNCTIONS[function](self.pcpu, *args)
+        else:
+            self.send_ipi(target, M.IPI_CALL, 0, function, list(args))
+
+    def call_many(self, targets, function: str, args=()) -> list:
+        """Run it on several PCPUs at once: send every request first, then wait for
+        all the replies (a multicast IPI, e.g. a TLB shootdown)."""
+        seqs = []
+        for target in targets:
+            seqs.append(self.next_seq())
+            self.send_ipi(target, M.IPI_CALL, seqs[-1], function, list(args))
+        return [self.wait_reply(seq, f"pcpu{t} ({function})") for seq, t in zip(seqs, targets)]
+
+    def wait_reply(self, seq: int, what: str):
+        self.serve_until(lambda: seq in self.replies or seq in self.failures, f"an answer from {what}")
+        if seq in self.failures:
+            raise RemoteCallFailed(f"{what}: {self.failures.pop(seq)}")
+        return self.replies.pop(seq)
+
+    def serve_until(self, condition, what: str) -> None:
+        """Handle incoming messages until condition() holds (others may be waiting on
+        us at the same time, so we keep serving them). No deadline (WAIT_NOTE_S);
+        a HALT from the machine ends the wait with MachineHalting."""
+        started = time.monotonic()
+        note_at = started + WAIT_NOTE_S
+        w = self.watcher
+        while not condition():
+            if self.pcpu.halted:
+                raise MachineHalting(what)
+            if not w.queue:
+                w.wake.wait(0.05)
+            w.wake.clear()
+            self.handle_messages()
+            now = time.monotonic()
+            if now >= note_at:
+                sys.stderr.write(f"smpxen pcpu{self.index}: still waiting for {what} "
+                                 f"after {now - started:.0f} s\n")
+                note_at = now + WAIT_NOTE_S
+
+    # ---- receiving ----------------------------------------------------------------------
+    def handle_messages(self) -> None:
+        pcpu = self.pcpu
+        queue = self.watcher.queue
+        if pcpu.sched is not None and self._early:
+            queue.extendleft(reversed(self._early))
+            self._early = []
+        while queue:
+            msg = queue.popleft()
+            kind = msg[0]
+            if pcpu.sched is None and kind in NEEDS_SCHEDULER:
+                self._early.append(msg)
+                continue
+            if kind in M.IPI_KINDS:
+                self.counts["ipis_received"][kind] += 1
+            handler = MESSAGE_HANDLERS.get(kind)
+            if handler is None:
+                raise RuntimeError(f"unexpected message {kind!r} from {msg[1]}")
+            try:
+                handler(pcpu, msg)
+            except Exception as e:       # MachineHalting is not caught: it ends the PCPU
+                self._failed(msg, e)
+
+    def _failed(self, msg, exc: Exception) -> None:
+        kind = msg[0]
+        if kind == M.IPI_CALL:
+            if msg[2]:
+                self.send_ipi(msg[1], M.IPI_FAILED, msg[2], f"{type(exc).__name__}: {exc}")
+            return
+        domain_of = DOMAIN_OF.get(kind)
+        v = self.pcpu.vcpus.get(domain_of(msg)) if domain_of else None
+        if v is None:
+            raise exc
+        lifecycle.end_domain(self.pcpu, v, "crashed", -1, error_detail(f"message {kind}", exc))
+
+    def close(self) -> None:
+        self.watcher.close()
+        self.zctx.destroy(linger=1000)

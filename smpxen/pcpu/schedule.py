@@ -1,0 +1,110 @@
+"""Scheduling on one PCPU (Xen's common/schedule.c): picking the next domain,
+switching the core to it, the per-PCPU timers' actions, and the hypercall side of
+yield and block. The BVT arithmetic itself is smpxen/sched/; this module moves
+the CPU state around it."""
+from __future__ import annotations
+
+from smpxen.arch import x86
+from smpxen.xen import arch_x86_32 as A
+from smpxen.xen.xen import VIRQ_TIMER
+
+EXIT_RESCHED = "resched"
+INITIAL_EFLAGS = x86.EFLAGS_IF | x86.EFLAGS_RESERVED1
+
+
+def yield_current(pcpu) -> None:
+    pcpu.sched.yield_(pcpu.current.domid, pcpu.clock.now())
+    pcpu.exit = EXIT_RESCHED
+
+
+def block_current(pcpu) -> None:
+    pcpu.sched.block(pcpu.current.domid, pcpu.clock.now())
+    pcpu.exit = EXIT_RESCHED
+
+
+def request_resched(pcpu) -> None:
+    """Leave the running slice and reschedule (safe inside the hook)."""
+    pcpu.exit = EXIT_RESCHED
+    pcpu.core.stop()
+
+
+def next_deadline(pcpu) -> int | None:
+    """Earliest system-time deadline: the scheduler's or a timer's."""
+    cands = [t for t in (pcpu.sched.next_deadline(), pcpu.clock.timers.next_deadline()) if t is not None]
+    return min(cands) if cands else None
+
+
+def reschedule(pcpu) -> None:
+    now = pcpu.clock.now()
+    prev = pcpu.current
+    nxt_id, _deadline = pcpu.sched.schedule(now, pcpu.events.pending)
+    nxt = pcpu.vcpus.get(nxt_id) if nxt_id is not None else None
+    if nxt is not prev:
+        switch_to(pcpu, nxt)
+    for v in [v for v in pcpu.vcpus.values() if v.ended and v is not pcpu.current]:
+        if pcpu.sched.has_domain(v.domid):
+            pcpu.ended_cpu_time[v.domid] = pcpu.sched.cpu_time(v.domid)
+            pcpu.sched.remove_domain(v.domid)
+    mirror_domain_state(pcpu)
+
+
+def switch_to(pcpu, nxt) -> None:
+    """Save the running domain's CPU state and load nxt's (None: go idle)."""
+    prev, core = pcpu.current, pcpu.core
+    if prev is not None and not prev.ended:
+        pcpu.paging.deschedule()        # Xen flushes writable page tables on the way out
+        # The loop's resume point is authoritative (a fresh entry or a bounce may not
+        # have run yet, and emu_start only sets EIP when it starts).
+        core.set_eip(pcpu.resume_eip)
+        prev.context = core.save()
+    pcpu.set_current(nxt)
+    pcpu.counts["switches"] += 1
+    if nxt is None:
+        return
+    nxt.pcpus_ran.add(pcpu.index)
+    update_dom_time(pcpu, nxt)          # Xen stamps time on every schedule-in
+    if nxt.context is None:
+        info = nxt.info
+        ds = A.FLAT_RING1_DS
+        pcpu.resume_eip = core.enter(info.pt_base_mfn << 12, dict(
+            eip=info.entry_eip, cs=A.FLAT_RING1_CS, eflags=INITIAL_EFLAGS,
+            esp=info.entry_esp, ss=ds, ds=ds, es=ds, fs=ds, gs=ds,
+            esi=info.start_info_va))
+    else:
+        pcpu.resume_eip = core.restore(nxt.context)
+        nxt.context = None
+    pcpu.mem.cr3 = core.cr3()
+    pcpu.paging.switched()
+
+
+def mirror_domain_state(pcpu) -> None:
+    """Copy each hosted domain's scheduler flags and CPU time into the shared
+    domain table, where DOM0_GETDOMAININFO on any PCPU reads them."""
+    sched, now = pcpu.sched, pcpu.clock.now()
+    for domid, v in pcpu.vcpus.items():
+        if sched.has_domain(domid):
+            v.info.flags = sched.flags(domid)
+            v.info.cpu_time_ns = sched.cpu_time(domid, now)
+
+
+def update_dom_time(pcpu, vcpu) -> None:
+    """Xen's update_dom_time: publish the time in the domain's shared_info."""
+    pcpu.clock.publish(vcpu.shared, vcpu.time_offset, pcpu.sched.cpu_time(vcpu.domid, pcpu.clock.now()))
+
+
+def run_timers(pcpu) -> None:
+    """What the PCPU's fired timers do to domains."""
+    for key in pcpu.clock.due():
+        v = pcpu.current
+        if key == "tick":            # Xen's t_timer: time update + VIRQ_TIMER to the runner
+            if v is not None and pcpu.sched.runnable(v.domid):
+                update_dom_time(pcpu, v)
+                pcpu.events.send_virq(v.domid, VIRQ_TIMER)
+        elif key == "fallback":      # time update only
+            if v is not None:
+                update_dom_time(pcpu, v)
+        else:                        # ("domain", domid): its set_timer_op timer
+            v = pcpu.vcpus.get(key[1])
+            if v is not None and not v.ended:
+                update_dom_time(pcpu, v)
+                pcpu.events.send_virq(v.domid, VIRQ_TIMER)

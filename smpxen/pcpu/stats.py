@@ -1,0 +1,50 @@
+"""What a PCPU reports when the machine halts it (the report's pcpus[] entries and
+the per-domain counters its domains' entries are merged from)."""
+from __future__ import annotations
+
+import os
+import resource
+
+import psutil
+
+from smpxen.measure import summary
+
+
+def domain_cpu_time(pcpu, domid: int) -> int:
+    """CPU time (ns) a domain hosted here has had, ended ones included."""
+    if pcpu.sched is None or not pcpu.sched.has_domain(domid):
+        return pcpu.ended_cpu_time.get(domid, 0)
+    return pcpu.sched.cpu_time(domid, pcpu.clock.now())
+
+
+def pcpu_stats(pcpu) -> dict:
+    proc = psutil.Process()
+    cpu = proc.cpu_times()
+    counts, mailbox = pcpu.counts, pcpu.mailbox
+    return {
+        "index": pcpu.index,
+        "pid": os.getpid(),
+        "hypercalls": counts["hypercalls"],
+        "traps": counts["traps"],
+        "slices": counts["slices"],
+        "domain_switches": counts["switches"],
+        "mm": pcpu.paging.stats(),
+        "events": dict(pcpu.events.counts),
+        "ipis_sent": mailbox.counts["ipis_sent"],
+        "ipis_received": mailbox.counts["ipis_received"],
+        "ipi_rtt_us": summary(pcpu.ipi_rtt_us, digits=3),
+        "emulated_s": round(pcpu.emulated_s, 6),
+        "guest_instructions": None,
+        "guest_instructions_estimate": int(pcpu.emulated_s * pcpu.instr_rate),
+        "guest_instructions_estimate_method":
+            "emulated seconds x this core's measured ALU-loop rate (an upper bound)",
+        "alu_loop_rate_mips": round(pcpu.instr_rate / 1e6, 1),
+        "time": pcpu.clock.describe(),
+        "host_cpu_s": round(cpu.user + cpu.system, 3),
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "rss_bytes": proc.memory_info().rss,
+        "domains": {d: {"hypercalls": v.hypercalls, "slices": v.slices,
+                        "cpu_time_ns": domain_cpu_time(pcpu, d), "pcpus_ran": sorted(v.pcpus_ran),
+                        **v.hypercall_stats()}
+                    for d, v in pcpu.vcpus.items()},
+    }
