@@ -27,7 +27,7 @@
 #     the next call, so the faults it provokes on purpose (the "pokes": `int n`,
 #     FS/GS loads with LDT and random selectors, privileged and FPU instructions,
 #     ud2, int3, into, #DE, reads of unmapped memory, writes to its read-only page
-#     directory) do not end the run;
+#     directory, a trip to ring 3 that ends in a trap) do not end the run;
 #   - console writes from its own memory print a whole line "fuzz\n".
 # Run as Domain-0 with `victim=D protect=A,B,...`, its privileged operations reach
 # D, itself and domains that do not exist: any generated id in `protect` becomes D.
@@ -251,6 +251,9 @@ tc_done:
 # Every exception comes here (same ring: EIP CS EFLAGS [error code] on our stack):
 # count it and go on with the next call.
 fuzz_trap:
+    mov ax, 0x0821                  # from ring 3 the data selectors are ring 3's
+    mov ds, ax
+    mov es, ax
     inc dword ptr [traps]
     mov eax, [esp]
     mov [last_trap], eax
@@ -315,9 +318,57 @@ ih_entry:
 # Most of them fault into fuzz_trap.
 poke:
     inc dword ptr [pokes]
-    mov ecx, 8
+    mov ecx, 10
     call rand_below
     jmp dword ptr [poke_table + eax * 4]
+# To ring 3 (its own pages are user pages) through an iret, with its stack for
+# bounces set first (stack_switch, counted in extra_calls), then one of: `int n`,
+# a hypercall (#GP from ring 3), the fast-trap vector, hlt, a read of the hypervisor
+# area; and a hypercall after it, so it always traps back to ring 1.
+poke_ring3:
+    mov eax, 3                      # stack_switch(FLAT_RING1_DS, its stack)
+    mov ebx, 0x0821
+    mov ecx, boot_stack_top
+    int 0x82
+    inc dword ptr [extra_calls]
+    mov ax, 0x0833
+    mov ds, ax
+    mov es, ax
+    mov eax, 0x0833
+    push eax                        # SS
+    mov eax, ring3_stack_top
+    push eax                        # ESP
+    pushfd
+    mov eax, 0x082B
+    push eax                        # CS
+    mov eax, ring3_code
+    push eax                        # EIP
+    iretd
+ring3_code:
+    mov ecx, 5
+    call rand_below
+    test eax, eax
+    jz r3_int
+    cmp eax, 2
+    jb r3_hypercall
+    je r3_fast
+    cmp eax, 3
+    je r3_hlt
+    mov eax, [0xFC000000]
+    jmp r3_hypercall
+r3_int:
+    call poke_int
+    jmp r3_hypercall
+r3_fast:
+    int 0x80
+    jmp r3_hypercall
+r3_hlt:
+    hlt
+r3_hypercall:
+    mov eax, 17
+    xor ebx, ebx
+    int 0x82
+    jmp r3_hypercall
 poke_seg:
     call pick_selector
     mov ebx, eax
@@ -2065,6 +2116,7 @@ pte_flags:
     .long 0x25, 0x01, 0x03, 0x00, 0x167, 0xE7, 0x80, 0xFFF
 poke_table:
     .long poke_seg, poke_seg, poke_int, poke_priv, poke_fpu, poke_read, poke_write_ro, poke_exc
+    .long poke_ring3, poke_ring3
 dom0_cmd_table:
     .long 12, 12, 17, 20, 20, 10, 11, 7, 7, 6, 24, 22
 ctx_allow_table:
@@ -2212,5 +2264,7 @@ ext_inc: .space 4096
 own_bits: .space 131072
 live_bits: .space 131072
 .align 16
+.space 1024
+ring3_stack_top:
 .space 4096
 boot_stack_top:
