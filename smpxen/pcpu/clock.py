@@ -15,6 +15,9 @@ from smpxen.timekeeping.cycles import TSC_MASK, CycleCounter
 TICK_NS = 10_000_000          # Xen's per-CPU t_timer (and the PIT period)
 FALLBACK_NS = 500_000_000     # Xen's fallback_timer
 EPOCH_NS = 1_000_000_000      # percpu model: calibration against the platform timer
+# Timers that do something only for the domain on the CPU: an idle PCPU does not
+# wake for them (smpxen/pcpu/schedule.py next_deadline).
+PERIODIC = {"tick": TICK_NS, "fallback": FALLBACK_NS}
 
 
 class PcpuClock:
@@ -141,6 +144,17 @@ class PcpuClock:
                 continue
             fired.append(key)
         return fired
+
+    def resume_ticks(self) -> None:
+        """Leaving idle: an idle PCPU sleeps through its tick and fallback timers
+        (they act only on a running domain), so re-arm any that went by; the
+        domain switched in gets its first tick a period from now, as it would on
+        Xen's periodic timer, not at once."""
+        now = self.now()
+        for key, period in PERIODIC.items():
+            due = self.timers.deadline(key)
+            if due is not None and due < now:
+                self.timers.set(key, now + period)
 
     def set_domain_timer(self, vcpu, deadline: int) -> None:
         """set_timer_op: one-shot VIRQ_TIMER at absolute system time `deadline` in the

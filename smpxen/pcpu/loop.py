@@ -49,7 +49,7 @@ from smpxen.shm.ram import MachineRAM
 from smpxen.xen.hypercall import HYPERCALL_VECTOR, NR_HYPERCALLS, name as hypercall_name
 
 EXIT_PREEMPTED = "preempted"     # a long hypercall made a continuation: serve, then resume
-IDLE_WAIT_S = 0.05               # longest idle sleep between looks at the inbox
+IDLE_WAIT_S = 1.0                # idle: a message or a deadline wakes us; this is a backstop
 
 
 class Pcpu:
@@ -206,14 +206,14 @@ class Pcpu:
         v = self.current
         w = self.mailbox.watcher
         self.exit = None
-        w.deadline_ns = self.clock.host_deadline(schedule.next_deadline(self))
+        deadline_ns = self.clock.host_deadline(schedule.next_deadline(self))
         if event_pending(v.shared) and self.core.cpl() != 0:
             self._for_domain(v, "event upcall", self._upcall)     # test_all_events
             if v.ended:
                 return
-        w.running = True
+        w.begin_slice(deadline_ns)
         if w.queue:
-            w.running = False
+            w.end_slice()
             return
         t = time.perf_counter()
         try:
@@ -226,7 +226,7 @@ class Pcpu:
             else:
                 self.exit = ("error", str(e))
         finally:
-            w.running = False
+            w.end_slice()
         self.emulated_s += time.perf_counter() - t
         self.counts["slices"] += 1
         v.slices += 1

@@ -5,6 +5,7 @@ the CPU state around it."""
 from __future__ import annotations
 
 from smpxen.arch import x86
+from smpxen.pcpu.clock import PERIODIC
 from smpxen.xen import arch_x86_32 as A
 from smpxen.xen.xen import VIRQ_TIMER
 
@@ -29,8 +30,12 @@ def request_resched(pcpu) -> None:
 
 
 def next_deadline(pcpu) -> int | None:
-    """Earliest system-time deadline: the scheduler's or a timer's."""
-    cands = [t for t in (pcpu.sched.next_deadline(), pcpu.clock.timers.next_deadline()) if t is not None]
+    """Earliest system-time deadline: the scheduler's or a timer's. An idle PCPU
+    leaves out the periodic timers, which would only wake it to do nothing."""
+    idle = pcpu.current is None
+    sched = pcpu.sched.idle_deadline() if idle else pcpu.sched.next_deadline()
+    cands = [t for t in (sched, pcpu.clock.timers.next_deadline(PERIODIC if idle else ()))
+             if t is not None]
     return min(cands) if cands else None
 
 
@@ -61,6 +66,8 @@ def switch_to(pcpu, nxt) -> None:
     pcpu.counts["switches"] += 1
     if nxt is None:
         return
+    if prev is None:
+        pcpu.clock.resume_ticks()
     nxt.pcpus_ran.add(pcpu.index)
     update_dom_time(pcpu, nxt)          # Xen stamps time on every schedule-in
     if nxt.context is None:

@@ -30,7 +30,10 @@ class TimerHeap:
         entry = self._live.get(key)
         return entry[0] if entry else None
 
-    def next_deadline(self) -> int | None:
+    def next_deadline(self, ignore=()) -> int | None:
+        """The earliest live deadline, leaving out the timers named in `ignore`."""
+        if ignore:
+            return min((e[0] for k, e in self._live.items() if k not in ignore), default=None)
         heap = self._heap
         while heap and not heap[0][3]:
             heapq.heappop(heap)

@@ -164,6 +164,16 @@ class SchedCore:
         cands = [t for t in (self._slice_deadline, self.policy.next_timer()) if t is not None]
         return min(cands) if cands else None
 
+    def idle_deadline(self) -> Optional[int]:
+        """:meth:`next_deadline` for a CPU that may sleep: while the idle task runs
+        with nothing else on the run queue, the end of its slice would only pick
+        the idle task again (Xen reschedules every ctx_allow regardless), so only
+        the policy's timers count; a wake-up raises a reschedule anyway."""
+        if self._curr is None and self._resched_at is None and \
+                all(d is None for d in self.policy.runqueue):
+            return self.policy.next_timer()
+        return self.next_deadline()
+
     # -- timers ----------------------------------------------------------------------
 
     def poll(self, now: int, slop: int = 0) -> bool:

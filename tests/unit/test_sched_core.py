@@ -183,6 +183,25 @@ def test_wake_pulls_slice_end_earlier():
     assert core.poll(5_000_490) and core.schedule(5_000_490)[0] == 1   # 1: avt 510 < 5000
 
 
+def test_an_idle_cpu_with_nothing_runnable_sleeps_past_the_idle_slice():
+    core = running_core(1)
+    assert core.schedule(0)[0] == 1
+    core.block(1, 1 * MS)
+    nxt, dl = core.schedule(1 * MS)
+    assert nxt is None and dl == 1 * MS + CTX             # Xen reschedules idle every ctx_allow
+    assert core.next_deadline() == dl
+    assert core.idle_deadline() is None                   # nothing to do until a wake-up
+    assert core.unblock(1, 3 * MS).action != Action.NONE
+    assert core.idle_deadline() == core.next_deadline() == 3 * MS
+
+
+def test_idle_deadline_keeps_a_runnable_domains_and_a_pending_reschedule():
+    core = running_core(1)
+    assert core.idle_deadline() == core.next_deadline() == 0   # start of day: schedule now
+    core.schedule(0)
+    assert core.idle_deadline() == core.next_deadline()        # a domain runs
+
+
 def test_next_deadline_includes_warp_timer():
     core = SchedCore()
     core.add_domain(1, 0)
