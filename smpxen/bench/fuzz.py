@@ -9,7 +9,7 @@ seconds (the guest's own rdtsc around its loop), calls/s, the result histogram b
 errno, the bystanders' results, and the problems found: hypervisor errors (a handler
 that raised), a PCPU that died, a domain that did not shut down, a bystander with a
 wrong result. There must be none; the group reports them rather than stopping, so
-a finding comes with its seed. `--quick`: one seed, 10^5 calls. tests/test_fuzz.py
+a finding comes with its seed. `--quick`: one seed, 10^5 calls. tests/machine/test_fuzz.py
 runs the same machine with 10^5 calls."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 # fuzz_regress: focused checks for what the fuzz guest found, one "name=value" line
-# each (tests/test_fuzz.py).
+# each (tests/machine/test_fuzz.py).
 #
 # ud_*: an invalid opcode (ud2) in ring 1 is a #UD bounced to the guest's handler
 # for vector 6, with EIP at the instruction, as Xen 2.0's do_invalid_op does. (The
