@@ -2,7 +2,7 @@
 mmu_update and multicall batches next to a domain on the same PCPU that sleeps on
 3 ms timers. Every batch completes with every entry done and checked, and the
 neighbour's timers are not held up by the batches: without continuations one batch
-holds the PCPU for most of a second. (How late the timers are is a measurement,
+holds the PCPU for a large part of a second. (How late the timers are is a measurement,
 `smpxen bench --group mm`: a few hundred microseconds on a quiet 2-core host.)"""
 import pytest
 
@@ -37,8 +37,14 @@ bvt = {{ warpback = true, warp_value = 100000, warpl_ms = 50, warpu_ms = 100 }}
     hog, tt = console_values(result.domain("hog")), console_values(result.domain("neighbour"))
     assert (hog["setup_errors"], hog["mmu_errors"], hog["multicall_errors"], hog["batches"]) == (0, 0, 0, 2)
     assert tt["early"] == 0
-    # One batch takes ~0.5 s without preemption; preempted, a wake-up waits for one
-    # request and a switch, plus whatever the host adds.
-    assert tt["max_late_us"] < 20_000, tt
     pcpu = result.report["pcpus"][0]
     assert pcpu["mm"]["mmu_update_entries"] >= 2 * ENTRIES
+    assert result.domain("hog")["hypercall_results"].get("continuation", 0) > 0
+    # Unpreempted, a wake-up due during a batch waits for the whole batch (0.2-0.8 s
+    # on a quiet host); preempted, for one request and a switch (under 1 ms quiet).
+    # The bound is a tenth of the shortest batch, timed in the same run on the same
+    # clock: a host that starves the PCPU stretches both (an absolute bound failed
+    # under load with preemption working).
+    cycles_per_us = pcpu["time"]["cpu_freq_hz"] / 1e6
+    shortest_batch_us = min(hog["mmu_kcycles"], hog["multicall_kcycles"]) * 1000 / 2 / cycles_per_us
+    assert tt["max_late_us"] < shortest_batch_us / 10, (tt, hog)
