@@ -27,11 +27,11 @@ cmdline = "{ENTRIES} 2"
 name = "neighbour"
 kernel = "timer_test"
 cpu = 0
-cmdline = "150"
-# BVT's warp is its latency knob: a woken warped domain preempts the hog at once
-# instead of waiting out the context-switch allowance (5 ms).
-bvt = {{ warpback = true, warp_value = 100000, warpl_ms = 50, warpu_ms = 100 }}
+cmdline = "300"
 """)
+    # No BVT warp for the neighbour: fresh from start-up a warp wraps its effective
+    # virtual time (a Xen 2.0 quirk, tests/unit/test_sched_core.py) and it would not
+    # run at all until the hog is done, which measures nothing.
     result = run_up("--config", cfg, "--quiet", report_dir=tmp_path, timeout=90)
     assert result.status == 0, result.stderr
     hog, tt = console_values(result.domain("hog")), console_values(result.domain("neighbour"))
@@ -40,8 +40,9 @@ bvt = {{ warpback = true, warp_value = 100000, warpl_ms = 50, warpu_ms = 100 }}
     pcpu = result.report["pcpus"][0]
     assert pcpu["mm"]["mmu_update_entries"] >= 2 * ENTRIES
     assert result.domain("hog")["hypercall_results"].get("continuation", 0) > 0
-    # Unpreempted, a wake-up due during a batch waits for the whole batch (0.2-0.8 s
-    # on a quiet host); preempted, for one request and a switch (under 1 ms quiet).
+    # Unpreempted, a wake-up due during a batch waits for the whole batch (0.8 s late
+    # at worst on a quiet host); preempted, for the end of the hog's slice at most
+    # (BVT's 5 ms context-switch allowance: 3 ms worst, 0.16 ms mean, quiet host).
     # The bound is a tenth of the shortest batch, timed in the same run on the same
     # clock: a host that starves the PCPU stretches both (an absolute bound failed
     # under load with preemption working).
