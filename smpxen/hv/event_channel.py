@@ -288,6 +288,14 @@ class EvtchnTables:
         return 0 if info is None or virq >= NR_VIRQS else info.virq_to_evtchn[virq]
 
 
+def _to_controller(v, port: int, rdom: int, rport: int) -> bool:
+    """A send on the domain's domain_controller_evtchn, still bound to the
+    controller's end in Domain-0 (smpxen/domain/ctrl_channel.py): the controller
+    serves the domain's rings (smpxen/pcpu/ctrl_if.py), Domain-0's kernel sees nothing."""
+    ctrl = v.info.ctrl
+    return ctrl.port != 0 and port == ctrl.port and rdom == 0 and rport == ctrl.remote_port and v.domid != 0
+
+
 def do_event_channel_op(hv: Hypervisor, uop, *_):
     op = EvtchnOp.from_buffer_copy(hv.mem.read(uop, ctypes.sizeof(EvtchnOp)))
     v = hv.current
@@ -308,7 +316,10 @@ def do_event_channel_op(hv: Hypervisor, uop, *_):
     elif op.cmd == EVTCHNOP_send:
         rc, rdom, rport = tables.send(me, u.send.local_port)
         if rc == 0:
-            hv.evtchn_set_pending(rdom, rport)
+            if _to_controller(v, u.send.local_port, rdom, rport):
+                hv.ctrl_if_notify()
+            else:
+                hv.evtchn_set_pending(rdom, rport)
         return rc
     elif op.cmd == EVTCHNOP_status:
         s = u.status

@@ -72,6 +72,16 @@ class Hypervisor(Protocol):
     def evtchn_set_pending(self, domid: int, port: int) -> None:
         """Set a port pending for any domain, on whichever PCPU hosts it."""
 
+    # ---- the domain controller (smpxen/pcpu/ctrl_if.py) ---------------------------------
+    def ctrl_if_notify(self) -> None:
+        """The caller notified its domain_controller_evtchn: serve its control rings."""
+
+    def console_input(self, count: int) -> bytes:
+        """Up to `count` bytes of the caller's console input (Domain-0), left queued."""
+
+    def console_input_consume(self, count: int) -> None:
+        """Drop the first `count` bytes of the caller's console input."""
+
     # ---- Domain-0 control (each runs on the PCPU hosting the domain) --------------------
     def settime(self, secs: int, usecs: int, system_time: int) -> None: ...
 

@@ -14,7 +14,11 @@ hold is bounded at the sources, not by dropping messages:
   CONSOLE          per domain, what its bound admits (smpxen/pcpu/console.py:
                    64 KiB burst, 64 KiB/s, at least 64 bytes charged a write)
   machine -> PCPU  START and HALT once, PLATFORM_TIME one per request, MIGRATE and
-                   TIME_PROBE one per period the user set
+                   TIME_PROBE one per period the user set; CTRL_REQUEST at most
+                   CONTROL_RING_SIZE unanswered per domain (the machine counts the
+                   CTRL_RESPONSEs, smpxen/machine/controller.py); CONSOLE_INPUT what
+                   the user types (the PCPU keeps 128 bytes, drops the rest)
+  CTRL_RESPONSE    one per CTRL_REQUEST
   PCPU -> machine  ONLINE, STATS, FATAL once; DOMAIN_ENDED once a domain; answers
                    one per request
 The sockets' high-water marks (smpxen/ipc/endpoints.py) sit far above these bounds."""
@@ -34,12 +38,17 @@ FATAL = "fatal"                # [FATAL, pcpu, message]: the PCPU is about to ex
 PLATFORM_TIME_REQ = "platform_time_req"  # [kind, pcpu, seq]: read the platform timer
 TIME_SAMPLE = "time_sample"    # [kind, pcpu, seq, system time (raw, ns), host ns]: answer to TIME_PROBE
 MIGRATE_FAILED = "migrate_failed"  # [kind, pcpu, domid, target]: it does not host domid
+# [kind, pcpu, domid, id, message | None, why]: the guest's answer to a CTRL_REQUEST
+# (64 bytes), or None and why it could not be delivered
+CTRL_RESPONSE = "ctrl_response"
 # machine -> PCPU
 START = "start"                # [START, MACHINE, {domids, ...}]
 HALT = "halt"                  # [HALT, MACHINE]
 PLATFORM_TIME = "platform_time"  # [kind, MACHINE, seq, ns since the machine's epoch]
 TIME_PROBE = "time_probe"      # [kind, MACHINE, seq]: report your system time (measurement only)
 MIGRATE = "migrate"            # [kind, MACHINE, domid, target pcpu]: move a domain
+CTRL_REQUEST = "ctrl_request"  # [kind, src, domid, message]: put it in the domain's control ring
+CONSOLE_INPUT = "console_input"  # [kind, src, domid, bytes]: Domain-0's console input
 # PCPU <-> PCPU: inter-processor interrupts
 IPI_EVENT_CHECK = "ipi_event_check"    # [kind, src]: look for work (events, wakeups)
 IPI_CALL = "ipi_call"                  # [kind, src, seq, function, args]: remote call

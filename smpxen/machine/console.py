@@ -2,7 +2,9 @@
 the domain it came from, and kept for the report. Bounded: the PCPUs bound each
 domain's rate (smpxen/pcpu/console.py) and say what they dropped, which appears in
 place as a note; a line longer than MAX_LINE is cut into pieces; the report keeps
-each domain's last KEPT_LINES lines and counts the ones it let go."""
+each domain's last KEPT_LINES lines and counts the ones it let go. For `smpxen xm
+console` it also keeps each domain's last LOG_BYTES bytes of output as they came,
+numbered from the domain's first byte, so a reader can follow from where it was."""
 from __future__ import annotations
 
 import collections
@@ -10,6 +12,7 @@ import sys
 
 MAX_LINE = 16 * 1024
 KEPT_LINES = 10_000
+LOG_BYTES = 64 * 1024
 
 
 class ConsoleMux:
@@ -21,11 +24,31 @@ class ConsoleMux:
         self.lines: dict[int, collections.deque] = {d: collections.deque(maxlen=KEPT_LINES) for d in names}
         self.lines_dropped = collections.Counter()   # domid -> lines that fell off the kept window
         self.bytes_dropped: dict[int, int] = {}      # output the PCPUs dropped at the bound
+        self.log: dict[int, bytearray] = {}          # domid -> its last LOG_BYTES of output
+        self.log_end: dict[int, int] = {}            # domid -> bytes it output so far
 
     def prefix(self, domid: int) -> str:
         return f"[d{domid} {self.names.get(domid, '?')}]"
 
+    def _log(self, domid: int, data: bytes) -> None:
+        log = self.log.setdefault(domid, bytearray())
+        log += data
+        if len(log) > LOG_BYTES:
+            del log[:len(log) - LOG_BYTES]
+        self.log_end[domid] = self.log_end.get(domid, 0) + len(data)
+
+    def output_since(self, domid: int, offset: int) -> tuple[int, bytes, int]:
+        """(new offset, the domain's output from `offset` on, bytes lost because they
+        left the log before they were read)."""
+        end = self.log_end.get(domid, 0)
+        log = self.log.get(domid, b"")
+        start = end - len(log)
+        offset = min(max(offset, 0), end)
+        lost = max(0, start - offset)
+        return end, bytes(log[max(offset, start) - start:]), lost
+
     def feed(self, domid: int, data: bytes) -> None:
+        self._log(domid, data)
         buf = self.partial.setdefault(domid, bytearray())
         buf.extend(data)
         while True:
@@ -43,6 +66,8 @@ class ConsoleMux:
     def dropped(self, domid: int, nbytes: int) -> None:
         """The domain's PCPU dropped nbytes of its output (over the bound)."""
         self.bytes_dropped[domid] = self.bytes_dropped.get(domid, 0) + nbytes
+        self._log(domid, f"\n[smpxen: {nbytes} bytes of console output dropped: over the "
+                         f"domain's bound]\n".encode())
         buf = self.partial.get(domid)
         if buf:
             self._emit(domid, bytes(buf))

@@ -22,10 +22,12 @@ import psutil
 import zmq
 
 from smpxen import __version__
+from smpxen.domain import ctrl_channel
 from smpxen.domain.builder import BuildError, DomainBuilder, DomainRequest
 from smpxen.ipc import endpoints, messages as M
 from smpxen.machine import spawn
 from smpxen.machine.console import ConsoleMux
+from smpxen.machine.controller import DomainController
 from smpxen.machine.images import KernelError, load_kernel
 from smpxen.shm.boot import assemble_trampoline, format_hypervisor_region
 from smpxen.shm.domains import DomainTable
@@ -110,6 +112,7 @@ class Machine:
         self.drivers: list = []
         self.time_probe = None
         self.migrators: dict = {}
+        self.controller: DomainController | None = None   # the domain controller (xend's part)
         self.stream = options.stream or sys.stdout
 
     # ---- preparation (nothing started yet) ------------------------------------------
@@ -165,6 +168,8 @@ class Machine:
                 builder.build(req)
             except BuildError as e:
                 raise MachineError(str(e)) from None
+        ctrl_channel.connect_all(self.ram, layout, locks, domtable, [r.domid for r in reqs])
+        self.controller = DomainController(domtable, self._send_pcpu)
         self.timings["build_s"] = time.monotonic() - t0
 
         # PCPUs are forks of this process: made before any ZeroMQ context or thread
@@ -314,6 +319,7 @@ class Machine:
             _, pcpu, domid, how, code, detail = msg
             rec = self.records[domid]
             rec.ended = {"how": how, "code": code, "detail": detail, "pcpu": pcpu}
+            self.controller.domain_ended(domid, how)
             if how == "crashed":
                 self.console.flush()
                 self._say(f"smpxen: domain {domid} ({rec.name}) crashed on pcpu{pcpu}: {detail}")
@@ -326,10 +332,15 @@ class Machine:
                 self.time_probe.sample(msg[1], msg[2], msg[3], msg[4])
         elif kind == M.MIGRATE_FAILED:
             pass   # the domain ended or moved meanwhile; the next period tries again
+        elif kind == M.CTRL_RESPONSE:
+            self.controller.on_response(msg[2], msg[3], msg[4], msg[5])
         elif kind == M.STATS:
             self.pcpu_stats[msg[1]] = msg[2]
         elif kind == M.FATAL:
             raise PcpuFailure(f"pcpu{msg[1]} failed:\n{msg[2]}")
+
+    def _send_pcpu(self, cpu: int, *parts) -> None:
+        self.outboxes[cpu].send(M.encode(*parts))
 
     def _halt_pcpus(self) -> None:
         """Ask every live PCPU to stop and report; kill whatever does not exit in time."""

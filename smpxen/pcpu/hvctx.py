@@ -86,6 +86,16 @@ class HvContext:
         """Set a port pending, routed to the PCPU that hosts the domain."""
         self._pcpu.events.set_pending(domid, port)
 
+    # ---- the domain controller (smpxen/hv/event_channel.py, smpxen/hv/console.py) ---
+    def ctrl_if_notify(self) -> None:
+        self._pcpu.ctrl_if.guest_notified(self.current)
+
+    def console_input(self, count: int) -> bytes:
+        return self._pcpu.ctrl_if.console_input(self.current.domid, count)
+
+    def console_input_consume(self, count: int) -> None:
+        self._pcpu.ctrl_if.console_input_consume(self.current.domid, count)
+
     # ---- Domain-0 control (smpxen/hv/dom0_op.py; run where the domain lives) -------
     def settime(self, secs: int, usecs: int, system_time: int) -> None:
         self._pcpu.clock.timebase.settime(secs, usecs, system_time)

@@ -10,6 +10,7 @@ state they share (the hosted domains, the running one, the resume point):
     clock     cycle counter, system time, timers smpxen/pcpu/clock.py
     paging    this CPU's side of memory          smpxen/pcpu/paging.py
     events    event channels, VIRQs, upcalls     smpxen/pcpu/events.py
+    ctrl_if   the controller's end of the rings  smpxen/pcpu/ctrl_if.py
     traps     bouncing faults to the guest       smpxen/pcpu/bounce.py
     hv        what hypercall handlers see        smpxen/pcpu/hvctx.py
     sched     BVT on this PCPU                   smpxen/sched/core.py
@@ -32,6 +33,7 @@ from smpxen.pcpu.bounce import BounceError, GuestTraps
 from smpxen.pcpu.clock import PcpuClock
 from smpxen.pcpu.console import ConsoleOut
 from smpxen.pcpu.containment import MachineHalting, error_detail
+from smpxen.pcpu.ctrl_if import CtrlIf
 from smpxen.pcpu.core import HYPERCALL_ARG_REGS, CpuCore, UcError
 from smpxen.pcpu.events import EventDelivery, event_pending
 from smpxen.pcpu.hvctx import HvContext
@@ -90,6 +92,7 @@ class Pcpu:
         self.events = EventDelivery(self)    # event channels, VIRQs, upcalls
         self.traps = GuestTraps(self)        # bouncing faults and interrupts
         self.console = ConsoleOut(self.mailbox, self.index)
+        self.ctrl_if = CtrlIf(self)          # control interfaces, Domain-0's console input
         self.hv = HvContext(self)
 
     def set_current(self, vcpu: Vcpu | None) -> None:

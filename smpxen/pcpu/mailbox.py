@@ -66,13 +66,16 @@ MESSAGE_HANDLERS = {
     M.IPI_MIGRATE: lambda pcpu, msg: migration.migrate_in(pcpu, msg[2]),
     M.MIGRATE: lambda pcpu, msg: pcpu.pending_migrations.append((msg[2], msg[3])),
     M.TIME_PROBE: _time_probe,
+    M.CTRL_REQUEST: lambda pcpu, msg: pcpu.ctrl_if.on_request(msg[2], msg[3]),
+    M.CONSOLE_INPUT: lambda pcpu, msg: pcpu.ctrl_if.on_console_input(msg[2], msg[3]),
     M.START: lambda pcpu, msg: lifecycle.start(pcpu, msg[2]),
     M.HALT: lambda pcpu, msg: setattr(pcpu, "halted", True),
 }
 # Messages that need this PCPU's scheduler wait until its time and scheduler run.
-NEEDS_SCHEDULER = frozenset({M.IPI_EVTCHN_SET, M.IPI_MIGRATE})
+NEEDS_SCHEDULER = frozenset({M.IPI_EVTCHN_SET, M.IPI_MIGRATE, M.CTRL_REQUEST, M.CONSOLE_INPUT})
 # Messages about one domain: an error while acting on one crashes that domain.
-DOMAIN_OF = {M.IPI_EVTCHN_SET: lambda msg: msg[2], M.IPI_MIGRATE: lambda msg: msg[2]["domid"]}
+DOMAIN_OF = {M.IPI_EVTCHN_SET: lambda msg: msg[2], M.IPI_MIGRATE: lambda msg: msg[2]["domid"],
+             M.CTRL_REQUEST: lambda msg: msg[2], M.CONSOLE_INPUT: lambda msg: msg[2]}
 
 
 class Mailbox:

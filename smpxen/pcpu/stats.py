@@ -30,6 +30,7 @@ def pcpu_stats(pcpu) -> dict:
         "domain_switches": counts["switches"],
         "mm": pcpu.paging.stats(),
         "events": dict(pcpu.events.counts),
+        "ctrl_if": dict(pcpu.ctrl_if.counts),
         "ipis_sent": mailbox.counts["ipis_sent"],
         "ipis_received": mailbox.counts["ipis_received"],
         "ipi_rtt_us": summary(pcpu.ipi_rtt_us, digits=3),

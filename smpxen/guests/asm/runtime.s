@@ -48,6 +48,34 @@
 .equ VIRQ_TIMER, 1
 .equ VIRQ_DOM_EXC, 4
 .equ EVTCHN_BIND_TRIES, 100000
+.equ VIRQ_CONSOLE, 3
+.equ HYPERVISOR_dom_mem_op, 12
+.equ MEMOP_increase_reservation, 0
+.equ MEMOP_decrease_reservation, 1
+.equ MMU_MACHPHYS_UPDATE, 2
+.equ START_INFO_FLAGS, 16
+.equ START_INFO_CTRL_EVTCHN, 20
+.equ SIF_INITDOMAIN, 2
+# control_if_t in shared_info (Xen 2.0 io/domain_controller.h; control_if_t at byte
+# 2048): offsets from the start of shared_info
+.equ CI_TX_RING, 2048
+.equ CI_RX_RING, 2560
+.equ CI_TX_REQ_PROD, 3072
+.equ CI_TX_RESP_PROD, 3076
+.equ CI_RX_REQ_PROD, 3080
+.equ CI_RX_RESP_PROD, 3084
+.equ CONTROL_RING_SIZE, 8
+.equ CONTROL_MSG_DATA, 60
+.equ CONTROL_MSG_NO_ID, 0xFF
+.equ CMSG_CONSOLE, 0
+.equ CMSG_CONSOLE_DATA, 0
+.equ CMSG_SHUTDOWN, 6
+.equ CMSG_MEM_REQUEST, 7
+.equ CMSG_MEM_REQUEST_SET, 0
+.equ CTRL_SEND_TRIES, 1000
+.equ CTRL_INPUT_SIZE, 256
+.equ BALLOON_BATCH, 64
+.equ INVALID_P2M_ENTRY, 0xFFFFFFFF
 
 _start:
     cld
@@ -71,13 +99,23 @@ shutdown_spin:
     int 0x82
     jmp shutdown_spin
 
-# console_write(ECX = count, EDX = buffer) -> EAX
+# console_write(ECX = count, EDX = buffer) -> EAX: console_io; when that is refused
+# (-EPERM: a domU under Xen's strict rule, console_io = "dom0"), the control
+# interface's console instead, as a XenLinux domU's console does.
 console_write:
     push ebx
+    push ecx
+    push edx
     mov ebx, CONSOLEIO_write
     mov eax, HYPERVISOR_console_io
     int 0x82
+    pop edx
+    pop ecx
     pop ebx
+    cmp eax, -1                   # -EPERM (keystone reads '-SYMBOL' as memory)
+    jne cw_done
+    call ctrl_console_write
+cw_done:
     ret
 
 # line_puts(ESI = NUL-terminated string): append to the line buffer.
@@ -644,6 +682,483 @@ first_free_pfn:
     pop esi
     ret
 
+# ---- the control interface (Xen 2.0 io/domain_controller.h), as XenLinux 2.0's ----
+# ctrl_if.c drives it: control_if_t in shared_info, port start_info.domain_controller_evtchn.
+# tx ring: our requests (console output), answered by the controller; rx ring: the
+# controller's requests (console input, shutdown, memory target), answered by us.
+# Ring work runs with upcalls masked (XenLinux's spin_lock_irqsave), because main
+# code and an event handler may both use the rings.
+
+# ctrl_if_init -> EAX = 0 when the control interface is ready, -1 when this domain
+# has none (Domain-0, or a machine without a controller). Maps shared_info at
+# ctrl_shinfo_page unless the guest mapped it already (shared_va), and syncs with the
+# shared indices as ctrl_if_resume does. Idempotent.
+ctrl_if_init:
+    cmp dword ptr [ctrl_si], 0
+    jne cii_ready
+    push ebx
+    push esi
+    mov esi, [start_info_ptr]
+    test dword ptr [esi + START_INFO_FLAGS], SIF_INITDOMAIN
+    jnz cii_none
+    movzx eax, word ptr [esi + START_INFO_CTRL_EVTCHN]
+    test eax, eax
+    jz cii_none
+    mov [ctrl_port], eax
+    mov eax, [shared_va]
+    test eax, eax
+    jnz cii_mapped
+    mov ebx, ctrl_shinfo_page
+    call map_shared_info
+    test eax, eax
+    jnz cii_none
+    mov eax, ctrl_shinfo_page
+cii_mapped:
+    mov ebx, [eax + CI_TX_RESP_PROD]
+    mov [ctrl_tx_resp_cons], ebx
+    mov ebx, [eax + CI_RX_RESP_PROD]
+    mov [ctrl_rx_req_cons], ebx
+    mov [ctrl_si], eax
+    pop esi
+    pop ebx
+cii_ready:
+    xor eax, eax
+    ret
+cii_none:
+    pop esi
+    pop ebx
+    mov eax, -1
+    ret
+
+# ctrl_lock -> EAX = the upcall mask it found, for ctrl_unlock.
+ctrl_lock:
+    push ebx
+    mov ebx, [ctrl_si]
+    movzx eax, byte ptr [ebx + SI_UPCALL_MASK]
+    mov byte ptr [ebx + SI_UPCALL_MASK], 1
+    pop ebx
+    ret
+
+# ctrl_unlock(EAX = what ctrl_lock returned): put the mask back; if that unmasks with
+# an event pending, a hypercall has Xen deliver it (as evtchn_unmask_upcalls).
+ctrl_unlock:
+    push eax
+    push ebx
+    mov ebx, [ctrl_si]
+    mov [ebx + SI_UPCALL_MASK], al
+    test al, al
+    jnz cul_done
+    cmp byte ptr [ebx + SI_UPCALL_PENDING], 0
+    je cul_done
+    push ecx
+    push edx
+    push esi
+    push edi
+    mov eax, HYPERVISOR_xen_version
+    xor ebx, ebx
+    int 0x82
+    pop edi
+    pop esi
+    pop edx
+    pop ecx
+cul_done:
+    pop ebx
+    pop eax
+    ret
+
+# ctrl_send(ESI = a 64-byte control_msg_t) -> EAX = 0, or -1 when the ring is full
+# (ctrl_if_send_message_noblock: -EAGAIN). Responses to our requests are taken back
+# first; the runtime asks for none by id (CONTROL_MSG_NO_ID), so they are dropped.
+ctrl_send:
+    push ebx
+    push ecx
+    push edx
+    push esi
+    push edi
+    call ctrl_lock
+    push eax
+    mov ebx, [ctrl_si]
+    mov eax, [ebx + CI_TX_RESP_PROD]
+    mov [ctrl_tx_resp_cons], eax
+    mov eax, [ebx + CI_TX_REQ_PROD]
+    mov edx, eax
+    sub edx, [ctrl_tx_resp_cons]
+    cmp edx, CONTROL_RING_SIZE
+    jae cs_full
+    mov edi, eax
+    and edi, 7
+    shl edi, 6
+    lea edi, [ebx + edi + CI_TX_RING]
+    mov ecx, 16
+    rep movsd dword ptr es:[edi], dword ptr [esi]
+    inc eax
+    mov [ebx + CI_TX_REQ_PROD], eax
+    mov eax, [ctrl_port]
+    call evtchn_send
+    xor edx, edx
+    jmp cs_out
+cs_full:
+    mov edx, -1
+cs_out:
+    pop eax
+    call ctrl_unlock
+    mov eax, edx
+    pop edi
+    pop esi
+    pop edx
+    pop ecx
+    pop ebx
+    ret
+
+# ctrl_send_wait(ESI = message) -> EAX = 0, or -1 if the ring stayed full over
+# CTRL_SEND_TRIES yields (the controller is not answering).
+ctrl_send_wait:
+    push ebx
+    push ecx
+    mov ecx, CTRL_SEND_TRIES
+csw_try:
+    call ctrl_send
+    test eax, eax
+    jz csw_done
+    push ecx
+    push edx
+    push esi
+    push edi
+    mov eax, HYPERVISOR_sched_op
+    mov ebx, SCHEDOP_yield
+    int 0x82
+    pop edi
+    pop esi
+    pop edx
+    pop ecx
+    dec ecx
+    jnz csw_try
+    mov eax, -1
+csw_done:
+    pop ecx
+    pop ebx
+    ret
+
+# ctrl_console_write(ECX = count, EDX = buffer) -> EAX = bytes sent, or -EPERM when
+# there is no control interface: CMSG_CONSOLE_DATA messages of up to 60 bytes.
+ctrl_console_write:
+    call ctrl_if_init
+    test eax, eax
+    jns ccw_go
+    mov eax, -1                   # -EPERM
+    ret
+ccw_go:
+    push ebx
+    push ecx
+    push edx
+    push esi
+    push edi
+    mov esi, edx
+    mov ebx, ecx
+ccw_chunk:
+    test ebx, ebx
+    jz ccw_done
+    mov ecx, ebx
+    cmp ecx, CONTROL_MSG_DATA
+    jbe ccw_fits
+    mov ecx, CONTROL_MSG_DATA
+ccw_fits:
+    mov byte ptr [ctrl_tx_msg], CMSG_CONSOLE
+    mov byte ptr [ctrl_tx_msg + 1], CMSG_CONSOLE_DATA
+    mov byte ptr [ctrl_tx_msg + 2], CONTROL_MSG_NO_ID
+    mov [ctrl_tx_msg + 3], cl
+    sub ebx, ecx
+    mov edi, ctrl_tx_msg
+    add edi, 4
+    rep movsb
+    push esi
+    mov esi, ctrl_tx_msg
+    call ctrl_send_wait
+    pop esi
+    test eax, eax
+    jns ccw_chunk
+    movzx eax, byte ptr [ctrl_tx_msg + 3]
+    add ebx, eax
+ccw_done:
+    mov eax, [esp + 12]
+    sub eax, ebx
+    pop edi
+    pop esi
+    pop edx
+    pop ecx
+    pop ebx
+    ret
+
+# ctrl_respond: answer with ctrl_rx_msg in the rx ring and notify (ctrl_if_send_response).
+# Call with the rings locked.
+ctrl_respond:
+    push eax
+    push ebx
+    push ecx
+    push esi
+    push edi
+    mov ebx, [ctrl_si]
+    mov eax, [ebx + CI_RX_RESP_PROD]
+    mov edi, eax
+    and edi, 7
+    shl edi, 6
+    lea edi, [ebx + edi + CI_RX_RING]
+    mov esi, ctrl_rx_msg
+    mov ecx, 16
+    rep movsd dword ptr es:[edi], dword ptr [esi]
+    inc eax
+    mov [ebx + CI_RX_RESP_PROD], eax
+    mov eax, [ctrl_port]
+    call evtchn_send
+    pop edi
+    pop esi
+    pop ecx
+    pop ebx
+    pop eax
+    ret
+
+# ctrl_if_rx -> EAX = requests handled: every request the controller put in the rx
+# ring, each copied out, handled and answered in order (__ctrl_if_rx_tasklet):
+#   CMSG_CONSOLE_DATA   bytes appended to ctrl_in_buf (CTRL_INPUT_SIZE; the rest
+#                       counted in ctrl_in_dropped)
+#   CMSG_SHUTDOWN       answered, then shutdown with the same reason; if the guest set
+#                       ctrl_shutdown_deferred, only noted in ctrl_shutdown_req
+#                       (reason + 1) for it to act on
+#   CMSG_MEM_REQUEST    balloon_set_target; mem_request_t.status = its result
+#   anything else       answered empty (XenLinux's default handler)
+# A guest calls it from its event handler for ctrl_port, or from its main loop.
+ctrl_if_rx:
+    pushad
+    xor ebp, ebp
+    cmp dword ptr [ctrl_si], 0
+    je crx_out
+    call ctrl_lock
+    push eax
+crx_next:
+    mov ebx, [ctrl_si]
+    mov eax, [ebx + CI_TX_RESP_PROD]
+    mov [ctrl_tx_resp_cons], eax
+    mov eax, [ctrl_rx_req_cons]
+    cmp eax, [ebx + CI_RX_REQ_PROD]
+    je crx_unlock
+    mov esi, eax
+    and esi, 7
+    shl esi, 6
+    lea esi, [ebx + esi + CI_RX_RING]
+    mov edi, ctrl_rx_msg
+    mov ecx, 16
+    rep movsd dword ptr es:[edi], dword ptr [esi]
+    inc eax
+    mov [ctrl_rx_req_cons], eax
+    inc ebp
+    movzx eax, byte ptr [ctrl_rx_msg]
+    cmp eax, CMSG_CONSOLE
+    je crx_console
+    cmp eax, CMSG_SHUTDOWN
+    je crx_shutdown
+    cmp eax, CMSG_MEM_REQUEST
+    je crx_mem
+crx_empty:
+    mov byte ptr [ctrl_rx_msg + 3], 0
+crx_answer:
+    call ctrl_respond
+    jmp crx_next
+crx_console:
+    cmp byte ptr [ctrl_rx_msg + 1], CMSG_CONSOLE_DATA
+    jne crx_empty
+    movzx ecx, byte ptr [ctrl_rx_msg + 3]
+    cmp ecx, CONTROL_MSG_DATA
+    jbe crx_c_len
+    mov ecx, CONTROL_MSG_DATA
+crx_c_len:
+    mov esi, ctrl_rx_msg
+    add esi, 4
+crx_c_byte:
+    test ecx, ecx
+    jz crx_empty
+    mov edx, [ctrl_in_len]
+    cmp edx, CTRL_INPUT_SIZE
+    jae crx_c_drop
+    mov al, [esi]
+    mov [ctrl_in_buf + edx], al
+    inc dword ptr [ctrl_in_len]
+    jmp crx_c_next
+crx_c_drop:
+    inc dword ptr [ctrl_in_dropped]
+crx_c_next:
+    inc esi
+    dec ecx
+    jmp crx_c_byte
+crx_shutdown:
+    movzx eax, byte ptr [ctrl_rx_msg + 1]
+    cmp eax, SHUTDOWN_suspend
+    ja crx_empty
+    mov byte ptr [ctrl_rx_msg + 3], 0
+    call ctrl_respond
+    cmp dword ptr [ctrl_shutdown_deferred], 0
+    je crx_shut_now
+    inc eax
+    mov [ctrl_shutdown_req], eax
+    jmp crx_next
+crx_shut_now:
+    call shutdown
+crx_mem:
+    cmp byte ptr [ctrl_rx_msg + 1], CMSG_MEM_REQUEST_SET
+    jne crx_empty
+    cmp byte ptr [ctrl_rx_msg + 3], 8
+    jne crx_empty
+    mov eax, [ctrl_rx_msg + 4]
+    mov [ctrl_mem_target], eax
+    call balloon_set_target
+    mov [ctrl_rx_msg + 8], eax
+    mov [ctrl_mem_status], eax
+    inc dword ptr [ctrl_mem_requests]
+    jmp crx_answer
+crx_unlock:
+    pop eax
+    call ctrl_unlock
+crx_out:
+    mov [esp + 28], ebp
+    popad
+    ret
+
+# ---- the balloon (XenLinux's balloon driver, serving CMSG_MEM_REQUEST_SET) ----------
+# balloon_set_target(EAX = pages wanted) -> EAX = 1 when the domain has that many
+# pages, 0 when it stopped short. Its pages are pfns 0 .. bal_pages-1: it gives back
+# the highest first (dom_mem_op decrease_reservation, BALLOON_BATCH frames a call; the
+# pfn's mfn_list entry becomes INVALID_P2M_ENTRY), never one of its bootstrap region
+# (below first_free_pfn, which it maps), and takes frames back (increase_reservation)
+# into the pfns it gave up, recording each in mfn_list and the machine->phys table
+# (MMU_MACHPHYS_UPDATE). So it never grows past its boot size, the length of its
+# mfn_list; the hypervisor stops it at max_pages before that.
+balloon_set_target:
+    push ebx
+    push ecx
+    push edx
+    push esi
+    push edi
+    mov [bal_want], eax
+    cmp dword ptr [bal_max], 0
+    jne bst_known
+    mov esi, [start_info_ptr]
+    mov ecx, [esi + START_INFO_NR_PAGES]
+    mov [bal_pages], ecx
+    mov [bal_max], ecx
+bst_known:
+    mov edi, eax
+    cmp edi, [bal_pages]
+    jb bst_shrink
+    ja bst_grow
+    jmp bst_check
+bst_shrink:
+    call first_free_pfn
+    cmp edi, eax
+    jae bst_s_batch
+    mov edi, eax
+bst_s_batch:
+    mov ecx, [bal_pages]
+    sub ecx, edi
+    jbe bst_check
+    cmp ecx, BALLOON_BATCH
+    jbe bst_s_fill0
+    mov ecx, BALLOON_BATCH
+bst_s_fill0:
+    mov esi, [start_info_ptr]
+    mov esi, [esi + 40]
+    mov edx, [bal_pages]
+    xor ebx, ebx
+bst_s_fill:
+    dec edx
+    mov eax, [esi + edx*4]
+    mov [bal_list + ebx*4], eax
+    inc ebx
+    cmp ebx, ecx
+    jb bst_s_fill
+    push ecx
+    push edi
+    mov eax, HYPERVISOR_dom_mem_op
+    mov ebx, MEMOP_decrease_reservation
+    mov edx, ecx
+    mov ecx, bal_list
+    xor esi, esi
+    mov edi, DOMID_SELF
+    int 0x82
+    pop edi
+    pop ecx
+    test eax, eax
+    jle bst_check
+    mov [bal_got], eax
+    mov esi, [start_info_ptr]
+    mov esi, [esi + 40]
+    mov edx, [bal_pages]
+    mov ebx, eax
+bst_s_inval:
+    dec edx
+    mov dword ptr [esi + edx*4], INVALID_P2M_ENTRY
+    dec ebx
+    jnz bst_s_inval
+    mov [bal_pages], edx
+    cmp [bal_got], ecx
+    je bst_s_batch
+    jmp bst_check
+bst_grow:
+    cmp edi, [bal_max]
+    jbe bst_g_batch
+    mov edi, [bal_max]
+bst_g_batch:
+    mov ecx, edi
+    sub ecx, [bal_pages]
+    jbe bst_check
+    cmp ecx, BALLOON_BATCH
+    jbe bst_g_call
+    mov ecx, BALLOON_BATCH
+bst_g_call:
+    push ecx
+    push edi
+    mov eax, HYPERVISOR_dom_mem_op
+    mov ebx, MEMOP_increase_reservation
+    mov edx, ecx
+    mov ecx, bal_list
+    xor esi, esi
+    mov edi, DOMID_SELF
+    int 0x82
+    pop edi
+    pop ecx
+    test eax, eax
+    jle bst_check
+    mov [bal_got], eax
+    xor ebx, ebx
+bst_g_each:
+    mov esi, [start_info_ptr]
+    mov esi, [esi + 40]
+    mov edx, [bal_pages]
+    mov eax, [bal_list + ebx*4]
+    mov [esi + edx*4], eax
+    shl eax, 12
+    or eax, MMU_MACHPHYS_UPDATE
+    push edi
+    call mmu_one
+    pop edi
+    inc dword ptr [bal_pages]
+    inc ebx
+    cmp ebx, [bal_got]
+    jb bst_g_each
+    cmp [bal_got], ecx
+    je bst_g_batch
+bst_check:
+    xor eax, eax
+    mov ecx, [bal_pages]
+    cmp ecx, [bal_want]
+    jne bst_out
+    mov eax, 1
+bst_out:
+    pop edi
+    pop esi
+    pop edx
+    pop ecx
+    pop ebx
+    ret
+
 xt_stime_lo: .long 0
 evtchn_port_handler: .long 0
 evtchn_bind_retries: .long 0
@@ -663,3 +1178,24 @@ mmu_one_req: .long 0, 0
 line_buf: .space 256
 dec_buf: .space 12
 dec_end: .space 4
+ctrl_si: .long 0
+ctrl_port: .long 0
+ctrl_tx_resp_cons: .long 0
+ctrl_rx_req_cons: .long 0
+ctrl_in_len: .long 0
+ctrl_in_dropped: .long 0
+ctrl_shutdown_deferred: .long 0
+ctrl_shutdown_req: .long 0
+ctrl_mem_requests: .long 0
+ctrl_mem_target: .long 0
+ctrl_mem_status: .long 0
+bal_pages: .long 0
+bal_max: .long 0
+bal_want: .long 0
+bal_got: .long 0
+ctrl_tx_msg: .space 64
+ctrl_rx_msg: .space 64
+ctrl_in_buf: .space 256
+bal_list: .space 256
+.align 4096
+ctrl_shinfo_page: .space 4096

@@ -1,0 +1,207 @@
+"""The domain controller: what xend does for the control interfaces in Xen 2.0,
+run by the machine process (which plays Domain-0's user space).
+
+Its end of each domain's rings is worked by the PCPU hosting the domain
+(smpxen/pcpu/ctrl_if.py); this side decides what to send and matches the answers:
+
+* requests to a guest (console input, shutdown, memory target) each get an id
+  (0..254; 0xFF means "no answer wanted" in XenLinux) and go out as CTRL_REQUEST
+  to the PCPU the domain table names; at most CONTROL_RING_SIZE are unanswered per
+  domain, the rest wait here in order (bounded: MAX_QUEUED requests, of which
+  console input holds at most CONSOLE_QUEUE_BYTES; more is refused). Answers
+  (CTRL_RESPONSE) are matched by id and finish the request: a callback gets a
+  result dict ({"ok": True, ...} or {"ok": False, "error": ...}).
+* a domain that ends fails what it had not answered.
+* console input for Domain-0 is not a ring message: it goes to Domain-0's PCPU,
+  which queues it for CONSOLEIO_read and raises VIRQ_CONSOLE (Xen's serial input).
+
+Domain-0 is the controller's own domain and has no control interface; neither has
+any domain when the machine has no Domain-0 (smpxen/domain/ctrl_channel.py)."""
+from __future__ import annotations
+
+import collections
+import struct
+from dataclasses import dataclass, field
+
+from smpxen.domain.ctrl_ring import make_msg, parse_msg
+from smpxen.ipc import messages as M
+from smpxen.shm.domains import DS_RUNNING
+from smpxen.xen.domain_controller import (CMSG_CONSOLE, CMSG_CONSOLE_DATA, CMSG_MEM_REQUEST,
+                                          CMSG_MEM_REQUEST_SET, CMSG_SHUTDOWN, CMSG_SHUTDOWN_NAMES,
+                                          CONTROL_MSG_DATA, CONTROL_MSG_NO_ID, CONTROL_RING_SIZE,
+                                          MemRequest)
+
+MAX_QUEUED = 64                   # requests waiting for room in one domain's ring
+CONSOLE_QUEUE_BYTES = 4096        # of which console input, in bytes
+PAGES_PER_MIB = 256
+
+
+class ControlError(Exception):
+    """A request the controller refuses at once (one line for the user)."""
+
+
+@dataclass
+class Request:
+    domid: int
+    what: str                      # "console", "shutdown", "mem"
+    type_: int
+    subtype: int
+    data: bytearray
+    on_done: object = None         # callable(result dict) or None
+    id_: int = -1
+    extra: dict = field(default_factory=dict)
+
+    def message(self) -> bytes:
+        return make_msg(self.type_, self.subtype, self.id_, bytes(self.data))
+
+
+@dataclass
+class DomainRings:
+    outstanding: dict = field(default_factory=dict)        # id -> Request in the ring
+    queue: collections.deque = field(default_factory=collections.deque)
+    next_id: int = 0
+    sent: int = 0
+    answered: int = 0
+
+
+class DomainController:
+    def __init__(self, domtable, send):
+        """send(pcpu, *message parts): a message to a PCPU's inbox."""
+        self.domtable = domtable
+        self.send = send
+        self.rings: dict[int, DomainRings] = {}
+        self.counts = collections.Counter()
+
+    # ---- what users ask for --------------------------------------------------------
+    def _domain(self, domid: int, needs_ring: bool = True):
+        info = self.domtable.find(domid)
+        if info is None:
+            raise ControlError(f"no domain {domid}")
+        if info.state != DS_RUNNING:
+            raise ControlError(f"domain {domid} has ended")
+        if needs_ring:
+            if domid == 0:
+                raise ControlError("domain 0 is the controller's own domain: it has no control interface")
+            if not info.ctrl.port:
+                raise ControlError(f"domain {domid} has no control interface (the machine has no Domain-0)")
+        return info
+
+    def console_input(self, domid: int, data: bytes) -> int:
+        """Send typed input to a domain's console; returns the bytes accepted."""
+        info = self._domain(domid, needs_ring=domid != 0)
+        if domid == 0:
+            self.send(info.processor, M.CONSOLE_INPUT, M.MACHINE, 0, bytes(data))
+            return len(data)
+        rings = self.rings.setdefault(domid, DomainRings())
+        queued = sum(len(r.data) for r in rings.queue if r.what == "console")
+        room = max(0, CONSOLE_QUEUE_BYTES - queued)
+        data = bytes(data[:room])
+        for i in range(0, len(data), CONTROL_MSG_DATA):
+            chunk = data[i:i + CONTROL_MSG_DATA]
+            last = rings.queue[-1] if rings.queue else None
+            if last is not None and last.what == "console" and len(last.data) < CONTROL_MSG_DATA:
+                fill = CONTROL_MSG_DATA - len(last.data)
+                last.data += chunk[:fill]
+                chunk = chunk[fill:]
+            if chunk:
+                self._queue(Request(domid, "console", CMSG_CONSOLE, CMSG_CONSOLE_DATA, bytearray(chunk)))
+        self._pump(domid)
+        return len(data)
+
+    def shutdown(self, domid: int, subtype: int, on_done=None) -> None:
+        """CMSG_SHUTDOWN: the guest answers, then shuts down with that reason."""
+        if subtype not in CMSG_SHUTDOWN_NAMES:
+            raise ControlError(f"unknown shutdown kind {subtype}")
+        self._domain(domid)
+        self._queue(Request(domid, "shutdown", CMSG_SHUTDOWN, subtype, bytearray(), on_done))
+        self._pump(domid)
+
+    def mem_set(self, domid: int, target_pages: int, on_done=None) -> None:
+        """CMSG_MEM_REQUEST_SET: the guest gives frames back or takes more (up to its
+        maximum) and answers with its status."""
+        info = self._domain(domid)
+        if target_pages < 1:
+            raise ControlError(f"memory target must be at least 1 page, got {target_pages}")
+        if target_pages > info.max_pages:
+            raise ControlError(f"domain {domid}'s maximum is {info.max_pages // PAGES_PER_MIB} MiB "
+                               f"({info.max_pages} pages); asked for {target_pages} pages")
+        req = MemRequest(target_pages, 0)
+        self._queue(Request(domid, "mem", CMSG_MEM_REQUEST, CMSG_MEM_REQUEST_SET, bytearray(bytes(req)),
+                            on_done, extra={"target_pages": target_pages}))
+        self._pump(domid)
+
+    # ---- the rings' flow ---------------------------------------------------------
+    def _queue(self, req: Request) -> None:
+        rings = self.rings.setdefault(req.domid, DomainRings())
+        if len(rings.queue) >= MAX_QUEUED:
+            raise ControlError(f"domain {req.domid} is not answering its control ring "
+                               f"({len(rings.outstanding)} requests unanswered, {len(rings.queue)} waiting)")
+        rings.queue.append(req)
+
+    def _free_id(self, rings: DomainRings) -> int:
+        for _ in range(CONTROL_MSG_NO_ID):
+            i = rings.next_id
+            rings.next_id = (i + 1) % CONTROL_MSG_NO_ID
+            if i not in rings.outstanding:
+                return i
+        raise AssertionError("no free control message id")    # outstanding <= CONTROL_RING_SIZE
+
+    def _pump(self, domid: int) -> None:
+        rings = self.rings.get(domid)
+        info = self.domtable.find(domid)
+        if rings is None or info is None:
+            return
+        while rings.queue and len(rings.outstanding) < CONTROL_RING_SIZE:
+            req = rings.queue.popleft()
+            req.id_ = self._free_id(rings)
+            rings.outstanding[req.id_] = req
+            rings.sent += 1
+            self.counts[f"{req.what}_requests"] += 1
+            self.send(info.processor, M.CTRL_REQUEST, M.MACHINE, domid, req.message())
+
+    def on_response(self, domid: int, id_: int, raw: bytes | None, why: str) -> None:
+        """CTRL_RESPONSE from a PCPU."""
+        rings = self.rings.get(domid)
+        req = rings.outstanding.pop(id_, None) if rings else None
+        if req is None:
+            self.counts["unexpected_responses"] += 1
+            return
+        rings.answered += 1
+        if raw is None:
+            self._finish(req, {"ok": False, "error": f"domain {domid}: not delivered: {why}"})
+        else:
+            self._finish(req, self._result(req, raw))
+        self._pump(domid)
+
+    def _result(self, req: Request, raw: bytes) -> dict:
+        type_, subtype, _id, data = parse_msg(raw)
+        out = {"ok": True, "domid": req.domid}
+        if req.what == "mem":
+            info = self.domtable.find(req.domid)
+            out["target_pages"] = req.extra["target_pages"]
+            out["tot_pages"] = info.tot_pages if info is not None else None
+            if len(data) == struct.calcsize("<II"):
+                out["status"] = MemRequest.from_buffer_copy(data).status
+            else:
+                out.update(ok=False, error=f"domain {req.domid} did not understand the memory request")
+        elif req.what == "shutdown":
+            out["reason"] = CMSG_SHUTDOWN_NAMES[req.subtype]
+        return out
+
+    def domain_ended(self, domid: int, how: str) -> None:
+        """What the domain had not answered will not be."""
+        rings = self.rings.pop(domid, None)
+        if rings is None:
+            return
+        for req in list(rings.outstanding.values()) + list(rings.queue):
+            self._finish(req, {"ok": False, "error": f"domain {domid} {how} before it answered",
+                               "ended": how})
+
+    def _finish(self, req: Request, result: dict) -> None:
+        if req.on_done is not None:
+            req.on_done(result)
+
+    def pending(self, domid: int) -> tuple[int, int]:
+        """(requests in the ring unanswered, requests waiting for room)."""
+        rings = self.rings.get(domid)
+        return (len(rings.outstanding), len(rings.queue)) if rings else (0, 0)
