@@ -6,6 +6,7 @@ import sys
 import click
 
 from smpxen import __version__
+from smpxen.config.schema import MAX_CPUS
 
 
 def _default_config() -> str:
@@ -23,7 +24,7 @@ def main():
 
 
 @main.command()
-@click.option("--cpus", type=click.IntRange(1, 64), default=None,
+@click.option("--cpus", type=click.IntRange(1, MAX_CPUS), default=None,
               help="Number of physical CPUs (overrides the config's machine.cpus).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="Machine config (TOML). Default: the bundled configs/default.toml "

@@ -10,7 +10,7 @@ from typing import Any
 
 
 MIB = 1 << 20
-MIN_CPUS, MAX_CPUS = 1, 64
+MIN_CPUS, MAX_CPUS = 1, 128
 # Up to 4 GiB: a non-PAE page-table entry holds a 20-bit frame number.
 MACHINE_MEMORY_MIB = (8, 4096)
 DOMAIN_MEMORY_MIB = (1, 1024)

@@ -17,6 +17,14 @@ def domain_cpu_time(pcpu, domid: int) -> int:
     return pcpu.sched.cpu_time(domid, pcpu.clock.now())
 
 
+def _memory(proc) -> dict:
+    """RSS, and what of it is this PCPU's own: USS (pages no other process maps) and
+    PSS (shared pages divided among their sharers). A PCPU is a fork of the machine,
+    so the interpreter and the libraries stay shared until written."""
+    m = proc.memory_full_info()
+    return {"rss_bytes": m.rss, "uss_bytes": m.uss, "pss_bytes": m.pss}
+
+
 def pcpu_stats(pcpu) -> dict:
     proc = psutil.Process()
     cpu = proc.cpu_times()
@@ -43,7 +51,7 @@ def pcpu_stats(pcpu) -> dict:
         "time": pcpu.clock.describe(),
         "host_cpu_s": round(cpu.user + cpu.system, 3),
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "rss_bytes": proc.memory_info().rss,
+        **_memory(proc),
         "domains": {d: {"hypercalls": v.hypercalls, "slices": v.slices,
                         "cpu_time_ns": domain_cpu_time(pcpu, d), "pcpus_ran": sorted(v.pcpus_ran),
                         **v.hypercall_stats()}

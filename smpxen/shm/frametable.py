@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 
+from smpxen.shm.layout import MAX_PCPUS
 from smpxen.xen.xen import DOMID_XEN
 
 u8, u16, u32, u64 = ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint32, ctypes.c_uint64
@@ -69,9 +70,9 @@ class MachineHeader(ctypes.LittleEndianStructure):
         ("tlbflush_clock", u32),       # Xen's global TLB-flush clock
         ("next_domid", u32),
         ("_pad0", u32),
-        ("tlbflush_time", u32 * 64),   # per PCPU: clock value at its last full flush
-        ("tbflush_time", u32 * 64),    # per PCPU: clock value at its last translation-cache flush
-        ("tb_stale", u8 * 64),         # per PCPU: drop translated code before running a domain
+        ("tlbflush_time", u32 * MAX_PCPUS),   # per PCPU: clock value at its last full flush
+        ("tbflush_time", u32 * MAX_PCPUS),    # per PCPU: clock value at its last translation-cache flush
+        ("tb_stale", u8 * MAX_PCPUS),         # per PCPU: drop translated code before running a domain
     ]
 
 

@@ -37,8 +37,8 @@ from dataclasses import dataclass
 
 from smpxen.xen.arch_x86_32 import MACH2PHYS_VIRT_START, PAGE_OFFSET, PAGE_SIZE
 
-MAX_PCPUS = 64
-MAX_DOMAINS = 128
+MAX_PCPUS = 128
+MAX_DOMAINS = 256            # the default machine at 128 PCPUs has 129
 EVTCHN_ENTRY_SIZE = 8
 NR_EVENT_CHANNELS = 1024
 

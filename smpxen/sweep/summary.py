@@ -8,7 +8,7 @@
 - `timings_s.*`, `ipi_rtt_us_median`, `time_skew.*`, `migrations.<domain>`;
 - `pcpus` (the PCPU count) and `pcpu.<counter>`: sums over pcpus[] of the numeric
   counters (hypercalls, traps, slices, domain_switches, emulated_s, host_cpu_s,
-  guest_instructions_estimate, rss_bytes, peak_rss_bytes, ipis_sent and
+  guest_instructions_estimate, rss_bytes, uss_bytes, pss_bytes, peak_rss_bytes, ipis_sent and
   ipis_received in all and `.<kind>`, mm.*, events.*, time.calibrations/warps);
 - `domains` and per domain `dom.<name>.cpu_time_ns`, `.hypercalls`, `.ended`
   (shutdown/crashed/empty), every `name=value` line of its console
@@ -32,7 +32,7 @@ from smpxen.sweep.derived import derived_metrics
 from smpxen.testing import console_values
 
 PCPU_SUMS = ("hypercalls", "traps", "slices", "domain_switches", "emulated_s", "host_cpu_s",
-             "guest_instructions_estimate", "rss_bytes", "peak_rss_bytes")
+             "guest_instructions_estimate", "rss_bytes", "uss_bytes", "pss_bytes", "peak_rss_bytes")
 PCPU_TABLE_SUMS = ("mm", "events")
 PCPU_BY_KIND = ("ipis_sent", "ipis_received")
 PCPU_TIME_SUMS = ("calibrations", "warps")

@@ -21,18 +21,18 @@ def _refused(tmp_path, text, *args):
 
 
 @pytest.mark.timeout(60)
-def test_200_domains_refused_at_load(tmp_path, no_leaks):
-    """Before: RuntimeError 'domain table full (128 domains)', a traceback, exit 1."""
+def test_300_domains_refused_at_load(tmp_path, no_leaks):
+    """Before: RuntimeError 'domain table full (N domains)', a traceback, exit 1."""
     line = _refused(tmp_path, """
         [machine]
         memory_mib = 1024
         [[domain]]
         kernel = "hello"
         memory_mib = 1
-        count = 200
+        count = 300
     """)
-    assert line.endswith("domain[0].count: makes 200 domains; "
-                         "the hypervisor's domain table holds 128")
+    assert line.endswith("domain[0].count: makes 300 domains; "
+                         "the hypervisor's domain table holds 256")
 
 
 @pytest.mark.timeout(60)

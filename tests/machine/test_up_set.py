@@ -10,8 +10,8 @@ from support.configs import BASE
 def test_up_set_errors_exit_2_in_one_line(tmp_path):
     path = write_config(tmp_path, BASE)
     for args, expected in [
-        (["--set", "machine.cpus=100"],
-         f"smpxen: {path}: machine.cpus: must be between 1 and 64, got 100 (from --set machine.cpus=100)"),
+        (["--set", "machine.cpus=200"],
+         f"smpxen: {path}: machine.cpus: must be between 1 and 128, got 200 (from --set machine.cpus=200)"),
         (["--set", "domain.7.name=z"],
          f"smpxen: {path}: --set domain.7.name: domain has 2 entries; index 7 is out of range"),
         (["--set", "machine.colour=blue"],

@@ -344,7 +344,7 @@ def test_error_uses_path_as_given(tmp_path, monkeypatch):
     Path("x.toml").write_text("[machine]\ncpus = 0\n" + MINIMAL_DOMAIN)
     with pytest.raises(ConfigError) as ei:
         load_config("x.toml", bundled_guests=BUNDLED)
-    assert str(ei.value) == "x.toml: machine.cpus: must be between 1 and 64, got 0"
+    assert str(ei.value) == "x.toml: machine.cpus: must be between 1 and 128, got 0"
 
 
 @pytest.mark.parametrize("text, where", [
@@ -416,13 +416,13 @@ def test_bools_are_not_numbers(tmp_path, snippet, key):
 
 def test_cpus_override_bool_rejected(tmp_path):
     assert_error(tmp_path, MINIMAL_DOMAIN, "machine.cpus", "--cpus", cpus=True)
-    assert_error(tmp_path, MINIMAL_DOMAIN, "machine.cpus", "--cpus", cpus=65)
+    assert_error(tmp_path, MINIMAL_DOMAIN, "machine.cpus", "--cpus", cpus=129)
     assert_error(tmp_path, MINIMAL_DOMAIN, "machine.cpus", "--cpus", cpus=0)
 
 
 @pytest.mark.parametrize("snippet, key, fragment", [
-    ("[machine]\ncpus = 0\n", "machine.cpus", "between 1 and 64, got 0"),
-    ("[machine]\ncpus = 65\n", "machine.cpus", "between 1 and 64, got 65"),
+    ("[machine]\ncpus = 0\n", "machine.cpus", "between 1 and 128, got 0"),
+    ("[machine]\ncpus = 129\n", "machine.cpus", "between 1 and 128, got 129"),
     ("[machine]\nmemory_mib = 7\n", "machine.memory_mib", "between 8 and 4096"),
     ("[machine]\nmemory_mib = 4097\n", "machine.memory_mib", "between 8 and 4096"),
     ('[machine]\ntime_model = "xen3"\n', "machine.time_model", "'xen2', 'percpu'"),
@@ -628,7 +628,7 @@ def test_specs_are_frozen(tmp_path):
 
 @settings(max_examples=60, deadline=None)
 @given(
-    file_cpus=st.integers(1, 64),
+    file_cpus=st.integers(1, 128),
     override=st.one_of(st.none(), st.integers(1, 64)),
     mem=st.integers(1, 4),
     count=st.one_of(st.just("per_cpu"), st.integers(1, 4)),
@@ -769,7 +769,7 @@ def test_extreme_documents_are_config_errors(tmp_path, text, key, fragment):
 # machine.memory_mib = "auto"
 
 
-@pytest.mark.parametrize("cpus", [1, 4, 16, 64])
+@pytest.mark.parametrize("cpus", [1, 4, 16, 64, 128])
 def test_auto_memory_is_just_enough_for_the_default_machine(cpus):
     from smpxen.domain.builder import DOMAIN_EXTRA_FRAMES
     from smpxen.shm.layout import Layout

@@ -219,7 +219,7 @@ assert set(BVT_KEYS) == set(SCHEMA["bvt"])
 
 def _check_machine_can_run(cfg: MachineConfig) -> None:
     """Every limit the machine has, on a config the loader accepted."""
-    assert 1 <= cfg.cpus <= 64 and len(cfg.clocks) == cfg.cpus
+    assert 1 <= cfg.cpus <= 128 and len(cfg.clocks) == cfg.cpus
     for c in cfg.clocks:
         assert MIN_FREQ_MHZ * 1e6 <= c.freq_hz <= MAX_FREQ_MHZ * 1e6
         assert 0 <= c.offset_cycles <= MAX_OFFSET_CYCLES
@@ -288,7 +288,7 @@ def test_arbitrary_bytes(tmp_path_factory, data):
 
 
 @settings(max_examples=60, deadline=None)
-@given(cpus=st.integers(1, 64), dom0=st.booleans(), slack_mib=st.integers(-1, 1),
+@given(cpus=st.integers(1, 128), dom0=st.booleans(), slack_mib=st.integers(-1, 1),
        entries=st.lists(st.tuples(st.integers(1, 8), st.integers(1, 70)), min_size=1, max_size=3))
 def test_loads_exactly_what_fits(tmp_path_factory, cpus, dom0, slack_mib, entries):
     """Machines at the edge of their memory and of the domain table: the loader
