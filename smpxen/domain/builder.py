@@ -7,7 +7,14 @@ mapped linearly to pseudo-physical frames 0.. of the domain; the region is
 rounded up to 4 MiB and padded by at least 512 KiB. Page-table frames are mapped
 read-only, the L2 is pinned and becomes the domain's base pointer. The guest starts
 in ring 1 at the image's entry with ESI = start_info, ESP = top of the stack,
-and events masked."""
+and events masked.
+
+Domain-0 also gets its privcmd window (smpxen/control/privcmd.py): the last
+PRIVCMD_PAGES pages of its memory, mapped writable at PRIVCMD_VA (the last guest L2
+slot below the hypervisor, 0xFBC00000) by one more L1 taken from its memory too.
+They are left out of start_info.nr_pages and the pfn->mfn list, so the kernel never
+takes them for its own; they are where the machine, playing Domain-0's user space,
+puts the arguments of the hypercalls it makes as Domain-0."""
 from __future__ import annotations
 
 import ctypes
@@ -16,6 +23,7 @@ from dataclasses import dataclass
 
 from smpxen.guests.image import KernelImage
 from smpxen.mm.memory import MM
+from smpxen.sched.flags import DFM_CONSTRUCTED, DFM_PRIVILEGED
 from smpxen.shm.domains import DS_RUNNING, DomainInfo
 from smpxen.shm.frametable import FF_XEN_HEAP, OWNER_XEN, PGT_l2_page_table, OutOfFrames
 from smpxen.xen import arch_x86_32 as A
@@ -30,6 +38,16 @@ L2_PROT = A._PAGE_PRESENT | A._PAGE_RW | A._PAGE_ACCESSED | A._PAGE_DIRTY | A._P
 # Frames a domain takes from the free pool besides its memory: its shared_info and
 # the PERDOMAIN L1 (the config loader counts them so a config that loads can build).
 DOMAIN_EXTRA_FRAMES = 2
+# Domain-0's privcmd window: its virtual address and size (see above).
+PRIVCMD_VA = 0xFBC00000
+PRIVCMD_PAGES = 128
+PRIVCMD_FRAMES = PRIVCMD_PAGES + 1          # the window and the L1 that maps it
+
+
+def visible_pages(memory_bytes: int, privileged: bool) -> int:
+    """The pages a domain's kernel is told of (start_info.nr_pages): all of them,
+    but for Domain-0's privcmd window."""
+    return memory_bytes // PAGE - (PRIVCMD_FRAMES if privileged else 0)
 
 
 class BuildError(Exception):
@@ -75,21 +93,87 @@ def plan_layout(image: KernelImage, nr_pages: int) -> dict:
                 v_end=v_end, region_pages=(v_stack_end - v_start) // PAGE)
 
 
-def check_fits(image: KernelImage, memory_bytes: int) -> dict:
+def check_fits(image: KernelImage, memory_bytes: int, privileged: bool = False) -> dict:
     """The bootstrap layout of `image` in a domain of `memory_bytes`; BuildError if it
     does not fit (the machine asks before it creates anything)."""
     if image.virt_base & (PAGE - 1) or image.virt_base >= A.HYPERVISOR_VIRT_START:
         raise BuildError(f"{image.name}: bad VIRT_BASE {image.virt_base:#x}")
-    nr_pages = memory_bytes // PAGE
-    plan = plan_layout(image, nr_pages)
+    nr_pages = visible_pages(memory_bytes, privileged)
+    plan = plan_layout(image, max(nr_pages, 1))
     if plan["v_end"] > A.HYPERVISOR_VIRT_START:
         raise BuildError(f"{image.name}: bootstrap region {image.virt_base:#x}..{plan['v_end']:#x} "
                          f"would reach the hypervisor area at {A.HYPERVISOR_VIRT_START:#x}")
     if plan["region_pages"] > nr_pages:
+        window = f" and Domain-0's {PRIVCMD_FRAMES * 4} KiB privcmd window" if privileged else ""
         raise BuildError(
             f"{image.name}: the domain's {memory_bytes >> 10} KiB is too small for it (its "
-            f"bootstrap region, image to boot stack, needs {plan['region_pages'] * 4} KiB)")
+            f"bootstrap region, image to boot stack, needs {plan['region_pages'] * 4} KiB{window})")
+    if privileged and plan["v_end"] > PRIVCMD_VA:
+        raise BuildError(f"{image.name}: VIRT_BASE {image.virt_base:#x} leaves no room for "
+                         f"Domain-0's privcmd window at {PRIVCMD_VA:#x}")
     return plan
+
+
+def bootstrap_pages(image: KernelImage, plan: dict, mfns: list[int], visible: int, shared_mfn: int,
+                    flags: int, cmdline: str) -> tuple[dict[int, bytes], int]:
+    """The contents of a domain's start-of-day frames, as {pfn: page}, and the pfn
+    of its L2: the kernel image, the pfn->mfn list of its first `visible` frames,
+    the bootstrap page tables (page-table frames mapped read-only; with more frames
+    than `visible`, the last of them is the L1 mapping the privcmd window, the ones
+    before it the window), start_info. Frames not named are zero. The boot-time
+    builder writes these into RAM; Domain-0's tools (smpxen/control/build.py) into
+    the frames of a domain they created, through hypercalls."""
+    pages: dict[int, bytearray] = {}
+    v_start = plan["v_start"]
+
+    def write(va: int, data: bytes) -> None:
+        off = 0
+        while off < len(data):
+            cur = va + off
+            n = min(PAGE - (cur & (PAGE - 1)), len(data) - off)
+            page = pages.setdefault((cur - v_start) // PAGE, bytearray(PAGE))
+            page[cur & (PAGE - 1):(cur & (PAGE - 1)) + n] = data[off:off + n]
+            off += n
+
+    def mfn_of(va: int) -> int:
+        return mfns[(va - v_start) // PAGE]
+
+    for seg in image.segments:
+        write(seg.vaddr, seg.data)
+    write(plan["v_mfn_list"], struct.pack(f"<{visible}I", *mfns[:visible]))
+
+    l2_va = plan["v_pt"]
+    l1_vas = [l2_va + (i + 1) * PAGE for i in range(plan["nr_l1"])]
+    pt_mfns = {mfn_of(l2_va), *map(mfn_of, l1_vas)}
+    l2 = [0] * 1024
+    base_slot = v_start >> 22
+    l1_tables = {}
+    for i, l1_va in enumerate(l1_vas):
+        l2[base_slot + i] = (mfn_of(l1_va) << 12) | L2_PROT
+        l1_tables[base_slot + i] = (l1_va, [0] * 1024)
+    for va in range(v_start, plan["v_stack_end"], PAGE):
+        mfn = mfn_of(va)
+        prot = L1_PROT & ~A._PAGE_RW if mfn in pt_mfns else L1_PROT
+        l1_tables[va >> 22][1][(va >> 12) & 1023] = (mfn << 12) | prot
+    if len(mfns) > visible:                 # Domain-0's privcmd window, in its last L1 frame
+        l2[PRIVCMD_VA >> 22] = (mfns[-1] << 12) | L2_PROT
+        window = [(mfn << 12) | L1_PROT for mfn in mfns[visible:visible + PRIVCMD_PAGES]]
+        pages[len(mfns) - 1] = bytearray(struct.pack("<1024I", *window, *[0] * (1024 - len(window))))
+    write(l2_va, struct.pack("<1024I", *l2))
+    for l1_va, table in l1_tables.values():
+        write(l1_va, struct.pack("<1024I", *table))
+
+    si = StartInfo()
+    si.nr_pages = visible
+    si.shared_info = shared_mfn << 12
+    si.flags = flags
+    si.pt_base = l2_va
+    si.nr_pt_frames = 1 + plan["nr_l1"]
+    si.mfn_list = plan["v_mfn_list"]
+    cmd = cmdline.encode()[:MAX_CMDLINE - 1]
+    ctypes.memmove(si.cmd_line, cmd, len(cmd))
+    write(plan["v_start_info"], bytes(si))
+    return {pfn: bytes(p) for pfn, p in pages.items()}, (l2_va - v_start) // PAGE
 
 
 class DomainBuilder:
@@ -98,12 +182,14 @@ class DomainBuilder:
         self.layout = layout
         self.ft = frametable
         self.dt = domtable
+        self.privcmd_l1: dict[int, int] = {}     # domid -> the L1 mapping its privcmd window
 
     def build(self, req: DomainRequest) -> DomainInfo:
         image = req.image
         nr_pages = req.memory_bytes // PAGE
+        visible = visible_pages(req.memory_bytes, req.privileged)
         try:
-            plan = check_fits(image, req.memory_bytes)
+            plan = check_fits(image, req.memory_bytes, req.privileged)
         except BuildError as e:
             raise BuildError(f"domain {req.name}: {e}") from None
         try:
@@ -120,55 +206,21 @@ class DomainBuilder:
         d.tot_pages = nr_pages
         d.max_pages = nr_pages
 
-        v_start = plan["v_start"]
-        pfn_of = lambda va: (va - v_start) // PAGE       # noqa: E731 (bootstrap region is linear)
-        mfn_of = lambda va: mfns[pfn_of(va)]             # noqa: E731
-
-        # Kernel image.
-        for seg in image.segments:
-            self._write_virt(seg.vaddr, seg.data, mfn_of)
-
-        # pfn->mfn list, and the machine->phys table entries.
-        self._write_virt(plan["v_mfn_list"], struct.pack(f"<{nr_pages}I", *mfns), mfn_of)
-        for pfn, mfn in enumerate(mfns):
+        flags = (SIF_PRIVILEGED | SIF_INITDOMAIN) if req.privileged else 0
+        pages, l2_pfn = bootstrap_pages(image, plan, mfns, visible, shared_mfn, flags, req.cmdline)
+        for pfn, page in pages.items():
+            self.ram.write(mfns[pfn] << 12, page)
+        for pfn, mfn in enumerate(mfns):        # machine->phys entries, window included
             self.ft.m2p[mfn] = pfn
-
-        # Bootstrap page tables.
-        l2_va = plan["v_pt"]
-        l2_mfn = mfn_of(l2_va)
-        l1_mfns = [mfn_of(l2_va + (i + 1) * PAGE) for i in range(plan["nr_l1"])]
-        pt_mfns = {l2_mfn, *l1_mfns}
-        l2 = [0] * 1024
-        base_slot = v_start >> 22
-        l1_tables = {}
-        for i, l1_mfn in enumerate(l1_mfns):
-            l2[base_slot + i] = (l1_mfn << 12) | L2_PROT
-            l1_tables[base_slot + i] = [0] * 1024
-        for va in range(v_start, plan["v_stack_end"], PAGE):
-            mfn = mfn_of(va)
-            prot = L1_PROT & ~A._PAGE_RW if mfn in pt_mfns else L1_PROT
-            l1_tables[va >> 22][(va >> 12) & 1023] = (mfn << 12) | prot
-        self.ram.write(l2_mfn << 12, struct.pack("<1024I", *l2))
-        for slot, table in l1_tables.items():
-            self.ram.write(l2[slot] & ~0xFFF, struct.pack("<1024I", *table))
+        l2_mfn = mfns[l2_pfn]
+        if req.privileged:
+            self.privcmd_l1[req.domid] = mfns[-1]
         # What Xen's builder does: validate and pin the L2 (which validates every
         # L1 and types every frame they map), then take the base-pointer reference.
         mm = MM(self.ft, self.ram, self.dt)
         if not (mm.pin_table(l2_mfn, PGT_l2_page_table, req.domid)
                 and mm.get_page_and_type(l2_mfn, req.domid, PGT_l2_page_table)):
             raise BuildError(f"domain {req.name}: bootstrap page tables failed validation")
-
-        # start_info.
-        si = StartInfo()
-        si.nr_pages = nr_pages
-        si.shared_info = shared_mfn << 12
-        si.flags = (SIF_PRIVILEGED | SIF_INITDOMAIN) if req.privileged else 0
-        si.pt_base = l2_va
-        si.nr_pt_frames = 1 + plan["nr_l1"]
-        si.mfn_list = plan["v_mfn_list"]
-        cmd = req.cmdline.encode()[:MAX_CMDLINE - 1]
-        ctypes.memmove(si.cmd_line, cmd, len(cmd))
-        self._write_virt(plan["v_start_info"], bytes(si), mfn_of)
 
         # shared_info: events masked at start of day.
         shared = SharedInfo.from_buffer(self.ram.mem, shared_mfn << 12)
@@ -184,13 +236,6 @@ class DomainBuilder:
         d.start_info_va = plan["v_start_info"]
         if image.writable_pagetables:
             d.vm_assist |= 1 << VMASST_TYPE_writable_pagetables
+        d.flags = DFM_CONSTRUCTED | (DFM_PRIVILEGED if req.privileged else 0)
         d.state = DS_RUNNING
         return d
-
-    def _write_virt(self, va: int, data: bytes, mfn_of) -> None:
-        off = 0
-        while off < len(data):
-            cur = va + off
-            n = min(PAGE - (cur & (PAGE - 1)), len(data) - off)
-            self.ram.write((mfn_of(cur) << 12) | (cur & (PAGE - 1)), data[off:off + n])
-            off += n

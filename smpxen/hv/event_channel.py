@@ -88,6 +88,20 @@ class EvtchnTables:
             for i in range(len(info.virq_to_evtchn)):
                 info.virq_to_evtchn[i] = 0
 
+    def destroy_domain(self, domid: int) -> int:
+        """destroy_event_channels: close every port of a dying domain (an
+        interdomain peer's end becomes unbound, awaiting the dead domain's id, as in
+        Xen 2.0) and clear its table. Returns how many ports were open."""
+        with self.lock:
+            table = self.ports(domid)
+            if table is None:
+                return 0
+            open_ports = [p for p in range(1, NR_EVENT_CHANNELS) if table[p].state != ECS_FREE]
+            for port in open_ports:
+                self.close(domid, True, domid, port)
+            self.reset_domain(domid)
+            return len(open_ports)
+
     @staticmethod
     def _free_port(table: DomainPorts) -> int:
         for port in range(1, NR_EVENT_CHANNELS):     # port 0 is VIRQ_MISDIRECT for ever

@@ -31,6 +31,7 @@ class Hypervisor(Protocol):
     console_io_for_all: bool    # may unprivileged domains write the console
     multicall_entry: int | None  # the multicall entry being run (its guest address)
     multicall_preempted: bool   # a sub-call of that entry made a continuation
+    privcmd: object | None      # Domain-0's user space is the caller (smpxen/pcpu/privcmd.py)
 
     # ---- time, console, scheduling of the caller ------------------------------------
     def now(self) -> int:
@@ -94,3 +95,29 @@ class Hypervisor(Protocol):
     def sched_ctl(self, direction: int, ctx_allow: int) -> int: ...
 
     def physinfo(self) -> dict: ...
+
+    # ---- domains made and unmade (Domain-0 only; smpxen/pcpu/domain.py) -------------------
+    def create_domain(self, want: int, cpu: int, memory_kb: int) -> tuple[int, int]:
+        """DOM0_CREATEDOMAIN: (0, domid) or (-errno, 0)."""
+
+    def destroy_domain(self, domid: int) -> int:
+        """DOM0_DESTROYDOMAIN: everything of the domain goes, on the PCPU hosting it."""
+
+    def build_domain(self, domid: int, ctxt: bytes) -> int:
+        """DOM0_BUILDDOMAIN with a full_execution_context_t."""
+
+    def domain_context(self, domid: int):
+        """The domain's full_execution_context_t (bytes), or -errno."""
+
+    def alloc_domain_memory(self, domid: int, memory_kb: int) -> int:
+        """DOM0_SETDOMAININITIALMEM: grow a domain not yet built to memory_kb."""
+
+    def set_vm_assist(self, domid: int, cmd: int, type_: int) -> int: ...
+
+    def set_iopl(self, domid: int, iopl: int) -> int: ...
+
+    def msr(self, write: bool, cpu_mask: int, msr: int, lo: int, hi: int) -> tuple[int, int, int]:
+        """DOM0_MSR on the PCPUs in cpu_mask: (rc, lo, hi)."""
+
+    def read_console(self, clear: bool) -> bytes:
+        """The hypervisor's console ring (DOM0_READCONSOLE); emptied if `clear`."""

@@ -61,24 +61,32 @@ def do_fpu_taskswitch(hv: Hypervisor, *_):
 
 
 def do_set_debugreg(hv: Hypervisor, reg, value, *_):
+    value, rc = checked_debugreg(reg, value)
+    if rc:
+        return rc
+    hv.current.thread.debugreg[reg] = value
+    hv.write_debugreg(reg, value)
+    return 0
+
+
+def checked_debugreg(reg: int, value: int) -> tuple[int, int]:
+    """set_debugreg's rules: (the value to load, 0) or (0, -errno)."""
     if reg in (0, 1, 2, 3):
         if value > PAGE_OFFSET - 4:
-            return -errno.EPERM
+            return 0, -errno.EPERM
     elif reg == 6:
         value = (value & 0xFFFFEFFF) | 0xFFFF0FF0          # reserved bits
     elif reg == 7:
         if value != 0:
             value = (value & 0xFFFF27FF) | 0x400           # reserved bits
             if value & DR7_GD:
-                return -errno.EPERM
+                return 0, -errno.EPERM
             # R/W and LEN fields: value 2 is an I/O breakpoint / undefined length.
             if any((value >> (16 + i)) & 3 == 2 for i in range(0, 16, 2)):
-                return -errno.EPERM
+                return 0, -errno.EPERM
     else:
-        return -errno.EINVAL
-    hv.current.thread.debugreg[reg] = value
-    hv.write_debugreg(reg, value)
-    return 0
+        return 0, -errno.EINVAL
+    return value, 0
 
 
 def do_get_debugreg(hv: Hypervisor, reg, *_):
@@ -91,7 +99,11 @@ def do_set_fast_trap(hv: Hypervisor, idx, *_):
     """A direct system-call gate: `int idx` from the guest goes to its trap-table
     handler without the hypervisor's trap path (here: bounced inside the interrupt
     hook, without stopping the slice). Errors are Xen's literal -1 (= -EPERM)."""
-    thread = hv.current.thread
+    return set_fast_trap(hv.current.thread, idx)
+
+
+def set_fast_trap(thread, idx: int) -> int:
+    """set_fast_trap on a VCPU's ThreadState (also BUILDDOMAIN's fast_trap_idx)."""
     if idx == 0:
         thread.fast_trap, thread.fast_trap_gate = None, None
         return 0

@@ -5,9 +5,14 @@ from smpxen.xen.xen import MAX_VMASST_TYPE, VMASST_CMD_disable, VMASST_CMD_enabl
 
 
 def do_vm_assist(hv: Hypervisor, cmd, type_, *_):
+    return vm_assist(hv.current.info, cmd, type_)
+
+
+def vm_assist(info, cmd: int, type_: int) -> int:
+    """Xen's vm_assist(d, cmd, type) on a domain-table record (also run for another
+    domain by DOM0_SETDOMAINVMASSIST, on that domain's PCPU)."""
     if type_ > MAX_VMASST_TYPE:
         return -errno.EINVAL
-    info = hv.current.info
     if cmd == VMASST_CMD_enable:
         info.vm_assist |= 1 << type_
         return 0

@@ -19,8 +19,12 @@ hold is bounded at the sources, not by dropping messages:
                    CTRL_RESPONSEs, smpxen/machine/controller.py); CONSOLE_INPUT what
                    the user types (the PCPU keeps 128 bytes, drops the rest)
   CTRL_RESPONSE    one per CTRL_REQUEST
-  PCPU -> machine  ONLINE, STATS, FATAL once; DOMAIN_ENDED once a domain; answers
-                   one per request
+  PCPU -> machine  ONLINE, STATS, FATAL once; DOMAIN_ENDED, DOMAIN_CREATED and
+                   DOMAIN_DESTROYED once a domain; answers one per request
+  PRIVCMD          one per request of Domain-0's user space in flight: the control
+                   endpoint (smpxen/control/) waits for each reply, so at most one per
+                   xm request being served; a PCPU passes one on to Domain-0's new PCPU
+  PRIVCMD_REPLY    one per PRIVCMD
 The sockets' high-water marks (smpxen/ipc/endpoints.py) sit far above these bounds."""
 from __future__ import annotations
 
@@ -41,6 +45,9 @@ MIGRATE_FAILED = "migrate_failed"  # [kind, pcpu, domid, target]: it does not ho
 # [kind, pcpu, domid, id, message | None, why]: the guest's answer to a CTRL_REQUEST
 # (64 bytes), or None and why it could not be delivered
 CTRL_RESPONSE = "ctrl_response"
+PRIVCMD_REPLY = "privcmd_reply"  # [kind, pcpu, seq, results, error]: Domain-0's user space done
+DOMAIN_CREATED = "domain_created"  # [kind, pcpu, domid, processor, max_pages]: DOM0_CREATEDOMAIN
+DOMAIN_DESTROYED = "domain_destroyed"  # [kind, pcpu, domid, stats]: DOM0_DESTROYDOMAIN done
 # machine -> PCPU
 START = "start"                # [START, MACHINE, {domids, ...}]
 HALT = "halt"                  # [HALT, MACHINE]
@@ -49,6 +56,7 @@ TIME_PROBE = "time_probe"      # [kind, MACHINE, seq]: report your system time (
 MIGRATE = "migrate"            # [kind, MACHINE, domid, target pcpu]: move a domain
 CTRL_REQUEST = "ctrl_request"  # [kind, src, domid, message]: put it in the domain's control ring
 CONSOLE_INPUT = "console_input"  # [kind, src, domid, bytes]: Domain-0's console input
+PRIVCMD = "privcmd"            # [kind, src, seq, steps]: run as Domain-0's user space (pcpu/privcmd.py)
 # PCPU <-> PCPU: inter-processor interrupts
 IPI_EVENT_CHECK = "ipi_event_check"    # [kind, src]: look for work (events, wakeups)
 IPI_CALL = "ipi_call"                  # [kind, src, seq, function, args]: remote call

@@ -14,16 +14,17 @@ class KernelError(Exception):
     pass
 
 
-def load_kernel(kernel, memory_bytes: int | None = None) -> KernelImage:
+def load_kernel(kernel, memory_bytes: int | None = None, privileged: bool = False) -> KernelImage:
     """The image of `kernel`; with `memory_bytes`, also refuses one whose bootstrap
-    region (image, pfn->mfn list, page tables, start_info, stack) does not fit."""
+    region (image, pfn->mfn list, page tables, start_info, stack; for Domain-0 also
+    its privcmd window) does not fit."""
     try:
         if isinstance(kernel, Path):
             image = load_elf(kernel)
         else:
             image = assemble_guest(kernel)
         if memory_bytes is not None:
-            check_fits(image, memory_bytes)
+            check_fits(image, memory_bytes, privileged)
         return image
     except (GuestAssemblyError, ElfLoadError, BuildError, OSError) as e:
         raise KernelError(str(e)) from None

@@ -74,6 +74,9 @@ class DomainRecord:
     ended: dict | None = None
     stats: dict = field(default_factory=dict)
     ran_on: set = field(default_factory=set)
+    destroyed: bool = False                 # by DOM0_DESTROYDOMAIN (smpxen/machine/control.py)
+    console: list | None = None             # its console lines, kept when it was destroyed
+    console_dropped: tuple = (0, 0)         # ... and the lines and bytes dropped
 
 
 def _assign_cpus(cfg):
@@ -104,6 +107,9 @@ class Machine:
         self.inbox = None
         self.outboxes: list = []
         self.records: dict[int, DomainRecord] = {}
+        self.past_records: list[DomainRecord] = []   # destroyed domains (their ids may be reused)
+        self.control = None                          # the control plane (smpxen/machine/control.py)
+        self.privcmd_l1: int | None = None           # the L1 mapping Domain-0's privcmd window
         self.pcpu_stats: dict[int, dict] = {}
         self.pcpu_pids: dict[int, int] = {}
         self.interrupted: int | None = None
@@ -125,7 +131,7 @@ class Machine:
             if not spec.privileged:
                 next_id += 1
             try:
-                image = load_kernel(spec.kernel, spec.memory_bytes)
+                image = load_kernel(spec.kernel, spec.memory_bytes, spec.privileged)
             except KernelError as e:
                 raise MachineError(f"{self.cfg.path}: domain {spec.name!r}: kernel: {e}") from None
             cmdline = spec.render_cmdline(domid)
@@ -170,6 +176,7 @@ class Machine:
                 raise MachineError(str(e)) from None
         ctrl_channel.connect_all(self.ram, layout, locks, domtable, [r.domid for r in reqs])
         self.controller = DomainController(domtable, self._send_pcpu)
+        self.privcmd_l1 = builder.privcmd_l1.get(0)
         self.timings["build_s"] = time.monotonic() - t0
 
         # PCPUs are forks of this process: made before any ZeroMQ context or thread
@@ -200,6 +207,8 @@ class Machine:
             # From the start of this process (interpreter start-up included) to all PCPUs online.
             self.timings["boot_s"] = time.time() - psutil.Process().create_time()
             self._start_pcpus()
+            from smpxen.machine.control import ControlPlane
+            self.control = ControlPlane(self)
             self._start_drivers(domtable)
             t_run = time.monotonic()
             status = self._supervise()
@@ -241,10 +250,15 @@ class Machine:
         per_cpu = {i: [] for i in range(cpus)}
         for rec in self.records.values():
             per_cpu[rec.pcpu].append(rec.domid)
+        boot_log = [f"smpxen {__version__}: {cpus} PCPUs, {self.cfg.memory_bytes >> 20} MiB of RAM, "
+                    f"time model {self.cfg.time_model}"] + \
+            [f"domain {r.domid} ({r.name}) built: {r.kernel}, {r.memory_bytes >> 10} KiB, pcpu {r.pcpu}"
+             for r in sorted(self.records.values(), key=lambda r: r.domid)]
         for i, sock in enumerate(self.outboxes):
             sock.send(M.encode(M.START, M.MACHINE, {
                 "domains": per_cpu[i],
-                "bvt": {d: self.records[d].bvt for d in per_cpu[i] if self.records[d].bvt}}))
+                "bvt": {d: self.records[d].bvt for d in per_cpu[i] if self.records[d].bvt},
+                "printk": boot_log if i == 0 else []}))
 
     def _install_signal_handlers(self):
         def on_signal(signum, _frame):
@@ -255,7 +269,8 @@ class Machine:
         return old
 
     def _recv(self, timeout_ms: int):
-        if self.inbox.poll(timeout_ms):
+        ready = self.control.poll(timeout_ms) if self.control is not None else self.inbox.poll(timeout_ms)
+        if ready:
             return M.decode(self.inbox.recv())
         return None
 
@@ -317,7 +332,9 @@ class Machine:
             self.console.dropped(msg[2], msg[3])
         elif kind == M.DOMAIN_ENDED:
             _, pcpu, domid, how, code, detail = msg
-            rec = self.records[domid]
+            rec = self.records.get(domid)
+            if rec is None:
+                return
             rec.ended = {"how": how, "code": code, "detail": detail, "pcpu": pcpu}
             self.controller.domain_ended(domid, how)
             if how == "crashed":
@@ -330,6 +347,15 @@ class Machine:
         elif kind == M.TIME_SAMPLE:
             if self.time_probe is not None:
                 self.time_probe.sample(msg[1], msg[2], msg[3], msg[4])
+        elif kind == M.PRIVCMD_REPLY:
+            if self.control is not None:
+                self.control.endpoint.privcmd_reply(msg)
+        elif kind == M.DOMAIN_CREATED:
+            if self.control is not None:
+                self.control.created(*msg[1:])
+        elif kind == M.DOMAIN_DESTROYED:
+            if self.control is not None:
+                self.control.destroyed(*msg[1:])
         elif kind == M.MIGRATE_FAILED:
             pass   # the domain ended or moved meanwhile; the next period tries again
         elif kind == M.CTRL_RESPONSE:
@@ -344,6 +370,7 @@ class Machine:
 
     def _halt_pcpus(self) -> None:
         """Ask every live PCPU to stop and report; kill whatever does not exit in time."""
+        self._close_control()
         for i, p in enumerate(self.procs):
             if p.poll() is None and i < len(self.outboxes):
                 self.outboxes[i].send(M.encode(M.HALT, M.MACHINE))
@@ -354,11 +381,17 @@ class Machine:
                 break
             msg = self._recv(20)
             while msg is not None:
-                if msg[0] in (M.STATS, M.CONSOLE, M.DOMAIN_ENDED, M.PLATFORM_TIME_REQ):
+                if msg[0] in (M.STATS, M.CONSOLE, M.DOMAIN_ENDED, M.PLATFORM_TIME_REQ, M.DOMAIN_DESTROYED):
                     self._handle(msg)
                 msg = self._recv(0)
 
+    def _close_control(self) -> None:
+        """Stop the control endpoint (its waiting clients are told) before the PCPUs go."""
+        if self.control is not None:
+            self.control.close()
+
     def _teardown(self) -> None:
+        self._close_control()
         for p in self.procs:
             if p.poll() is None:
                 p.kill()
@@ -408,19 +441,22 @@ class Machine:
             "time_skew": self.time_probe.report() if self.time_probe else None,
             "migrations": {name: m.moves for name, m in self.migrators.items()},
             "pcpus": pcpus,
+            "control_endpoint": self.control.endpoint.address if self.control is not None else None,
             "domains": [{
                 "id": r.domid, "name": r.name, "kernel": r.kernel, "memory_bytes": r.memory_bytes,
                 "privileged": r.privileged, "cmdline": r.cmdline, "pcpu_assigned": r.pcpu,
                 "pcpus_ran_on": sorted(r.ran_on),
                 "pcpu_pids": sorted({self.pcpu_pids.get(i) for i in r.ran_on}),
-                "console": list(self.console.lines.get(r.domid, ())),
-                "console_lines_dropped": self.console.lines_dropped.get(r.domid, 0),
-                "console_bytes_dropped": self.console.bytes_dropped.get(r.domid, 0),
-                "ended": r.ended, "hypercalls": r.stats.get("hypercalls", 0),
+                "console": r.console if r.destroyed else list(self.console.lines.get(r.domid, ())),
+                "console_lines_dropped": r.console_dropped[0] if r.destroyed else
+                self.console.lines_dropped.get(r.domid, 0),
+                "console_bytes_dropped": r.console_dropped[1] if r.destroyed else
+                self.console.bytes_dropped.get(r.domid, 0),
+                "ended": r.ended, "destroyed": r.destroyed, "hypercalls": r.stats.get("hypercalls", 0),
                 "hypercall_results": r.stats.get("hypercall_results", {}),
                 "hypercalls_by_number": r.stats.get("hypercalls_by_number", {}),
                 "cpu_time_ns": r.stats.get("cpu_time_ns", 0), "bvt": r.bvt,
-            } for r in sorted(self.records.values(), key=lambda r: r.domid)],
+            } for r in sorted(self.records.values(), key=lambda r: r.domid) + self.past_records],
         }
 
     def _write_report(self, status: int) -> None:

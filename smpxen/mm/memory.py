@@ -33,12 +33,13 @@ from smpxen.mm.constants import DOMAIN_SLOTS, XEN_RW, _table, _u32
 from smpxen.mm.desctables import DescriptorTables
 from smpxen.mm.pagetable import PageTables
 from smpxen.mm.refcount import RefCounts
+from smpxen.mm.relinquish import Relinquish
 from smpxen.mm.reservation import Reservations
 from smpxen.mm.tlbflush import FlushClock
 from smpxen.shm.layout import PERDOMAIN_SLOT
 
 
-class MM(RefCounts, PageTables, DescriptorTables, Reservations, Audit):
+class MM(RefCounts, PageTables, DescriptorTables, Reservations, Relinquish, Audit):
     """Xen's memory rules over one machine's shared frame table, as seen by one
     process: the state here, each seam of the rules in its own module."""
 

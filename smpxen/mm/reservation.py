@@ -12,20 +12,24 @@ class Reservations:
     """Mixin of MM (smpxen/mm/memory.py): a domain's allocation."""
 
     # ---- reservations -------------------------------------------------------------------
-    def alloc_domheap_pages(self, d: int, count: int):
+    def alloc_domheap_pages(self, d: int, count: int, flags: int = 0, owner: int | None = None):
         """Give `count` free frames to domain d within its max_pages. Returns
         (mfns, tlb_cpus, tb_cpus, may_cache): the PCPUs that may still cache one of
         these frames in their TLB or translated code per the flush clock, which must
         flush before the frames are used, and every PCPU the frames were last used
         on (what a hypervisor without the clock would flush); None if the domain is
-        over its limit or the pool is short."""
+        over its limit or the pool is short. With FF_XEN_HEAP in `flags` (a frame
+        the hypervisor shares with d, its shared_info) or another `owner` (OWNER_XEN:
+        d's per-domain page table) the frames do not count against d's pages."""
         with self.lock:
             info = self.domains.find(d)
-            if info is None or count < 0 or info.tot_pages + count > info.max_pages \
+            counted = owner is None and not flags & FF_XEN_HEAP
+            if info is None or count < 0 or (counted and info.tot_pages + count > info.max_pages) \
                     or self.ft.header.free_count < count:
                 return None
-            mfns = self.ft.alloc(d, count)
-            info.tot_pages += count
+            mfns = self.ft.alloc(d if owner is None else owner, count, flags)
+            if counted:
+                info.tot_pages += count
             tlb, tb, may_cache = set(), set(), set()
             nr = self.layout.nr_pcpus
             for mfn in mfns:

@@ -6,7 +6,9 @@ domain is never done from inside a hook: requests are queued and the PCPU loop
 carries them out between slices."""
 from __future__ import annotations
 
-from smpxen.pcpu import schedule
+from smpxen.pcpu import schedule, vcpuctx
+from smpxen.sched.flags import DFM_CONSTRUCTED
+from smpxen.hv.vm_assist import vm_assist
 from smpxen.sched.bvt import BVTAdjdom
 from smpxen.xen.dom0_ops import SCHED_INFO_GET
 from smpxen.sched.core import Action
@@ -21,6 +23,8 @@ def _resched(pcpu, r) -> None:
 def dom_pause(pcpu, domid: int, pause: bool) -> int:
     if domid not in pcpu.vcpus or pcpu.vcpus[domid].ended:
         return -errno.ESRCH
+    if not pause and not pcpu.vcpus[domid].info.flags & DFM_CONSTRUCTED:
+        return -errno.EINVAL              # Xen: a domain runs only once BUILDDOMAIN made it
     now = pcpu.clock.now()
     r = pcpu.sched.ctrl_pause(domid, now) if pause else pcpu.sched.ctrl_unpause(domid, now)
     _resched(pcpu, r)
@@ -43,6 +47,24 @@ def dom_adjust(pcpu, domid: int, direction: int, params):
 def sched_ctl_local(pcpu, direction: int, ctx_allow: int) -> int:
     rc, value = pcpu.sched.sched_ctl(direction, ctx_allow)
     return value
+
+
+def dom_iopl(pcpu, domid: int, iopl: int) -> int:
+    """DOM0_IOPL on the domain's PCPU."""
+    v = pcpu.vcpus.get(domid)
+    if v is None:
+        return -errno.ESRCH
+    vcpuctx.set_iopl(pcpu, v, iopl)
+    return 0
+
+
+def dom_vm_assist(pcpu, domid: int, cmd: int, type_: int) -> int:
+    """DOM0_SETDOMAINVMASSIST on the domain's PCPU (vm_assist of common/domain.c,
+    for another domain); the vm_assist bits are read there."""
+    v = pcpu.vcpus.get(domid)
+    if v is None:
+        return -errno.ESRCH
+    return vm_assist(v.info, cmd, type_)
 
 
 def migrate_request(pcpu, domid: int, target: int) -> int:

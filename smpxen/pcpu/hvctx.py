@@ -11,7 +11,8 @@ from unicorn import x86_const as R
 
 from smpxen.arch.x86 import CR0_TS
 from smpxen.hv.table import do_hypercall
-from smpxen.pcpu import domctl, lifecycle, schedule
+from smpxen.pcpu import domain, domctl, lifecycle, printk, schedule
+from smpxen.xen.dom0_ops import CONSOLE_RING_SIZE
 from smpxen.sched.bvt import SCHED_INFO_PUT
 from smpxen.xen import errno
 
@@ -30,6 +31,9 @@ class HvContext:
         # continuation goes into the entry's arguments instead of the registers.
         self.multicall_entry: int | None = None
         self.multicall_preempted = False
+        # Domain-0's user space making the call (pcpu/privcmd.py): a continuation goes
+        # into its request instead of the registers.
+        self.privcmd = None
 
     def now(self) -> int:
         """System time (Xen's NOW()) on this PCPU."""
@@ -64,10 +68,12 @@ class HvContext:
         """hypercall_create_continuation(): the guest will make hypercall `number`
         again with `args` (the remaining work). Returns the value the handler
         returns (the number, which EAX must hold for the call to be made again)."""
+        padded = [a & 0xFFFFFFFF for a in (list(args) + [0] * 5)[:5]]
         if self.multicall_entry is not None:
-            padded = (list(args) + [0] * 5)[:5]
-            self.mem.write(self.multicall_entry + 4, struct.pack("<5I", *(a & 0xFFFFFFFF for a in padded)))
+            self.mem.write(self.multicall_entry + 4, struct.pack("<5I", *padded))
             self.multicall_preempted = True
+        elif self.privcmd is not None:
+            self.privcmd.continuation = [number, *padded]
         else:
             self._pcpu.restart_hypercall([a & 0xFFFFFFFF for a in args])
         return number
@@ -130,3 +136,43 @@ class HvContext:
         pcpu = self._pcpu
         return {"cpus": pcpu.nr_pcpus, "cpu_khz": pcpu.clock.timebase.describe()["cpu_freq_hz"] // 1000,
                 "total_pages": pcpu.layout.nr_frames, "free_pages": pcpu.frames.header.free_count}
+
+    # ---- domains made and unmade (smpxen/pcpu/domain.py), their state ---------------------
+    def create_domain(self, want: int, cpu: int, memory_kb: int) -> tuple[int, int]:
+        return domain.create_domain(self._pcpu, want, cpu, memory_kb)
+
+    def destroy_domain(self, domid: int) -> int:
+        return domain.destroy_domain(self._pcpu, domid)
+
+    def build_domain(self, domid: int, ctxt: bytes) -> int:
+        return domctl.domain_call(self._pcpu, domid, "dom_build", [ctxt])
+
+    def domain_context(self, domid: int):
+        return domctl.domain_call(self._pcpu, domid, "dom_getctxt")
+
+    def alloc_domain_memory(self, domid: int, memory_kb: int) -> int:
+        return domain.alloc_new_dom_mem(self._pcpu, domid, memory_kb)
+
+    def set_vm_assist(self, domid: int, cmd: int, type_: int) -> int:
+        return domctl.domain_call(self._pcpu, domid, "dom_vm_assist", [cmd, type_])
+
+    def set_iopl(self, domid: int, iopl: int) -> int:
+        return domctl.domain_call(self._pcpu, domid, "dom_iopl", [iopl])
+
+    def msr(self, write: bool, cpu_mask: int, msr: int, lo: int, hi: int) -> tuple[int, int, int]:
+        """rdmsr/wrmsr on every PCPU in cpu_mask (bit i: PCPU i); a read answers what
+        the lowest of them read."""
+        pcpu = self._pcpu
+        cpus = [c for c in range(min(pcpu.nr_pcpus, 32)) if cpu_mask >> c & 1]
+        results = [pcpu.mailbox.call(c, "msr", [write, msr, lo, hi]) for c in cpus]
+        failed = next((r for r in results if r[0]), None)
+        if failed is not None:
+            return failed[0], 0, 0
+        return (0, *results[0][1:]) if results else (0, 0, 0)
+
+    def read_console(self, clear: bool) -> bytes:
+        """The hypervisor's console ring (pcpu/printk.py), every PCPU's part."""
+        pcpu = self._pcpu
+        others = [c for c in range(pcpu.nr_pcpus) if c != pcpu.index]
+        parts = [pcpu.printk.read(clear)] + pcpu.mailbox.call_many(others, "printk_read", (clear,))
+        return printk.merge(parts, CONSOLE_RING_SIZE)

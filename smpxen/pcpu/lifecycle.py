@@ -13,6 +13,7 @@ from smpxen.pcpu.vcpu import Vcpu
 from smpxen.sched.bvt import (MCU_ADVANCE, SCHED_INFO_PUT, WARPL_DEFAULT_MS, WARPU_DEFAULT_MS,
                                BVTAdjdom)
 from smpxen.sched.core import SchedCore
+from smpxen.sched.flags import DFM_CRASHED, DFM_SHUTDOWN
 from smpxen.shm.domains import DS_CRASHED, DS_SHUTDOWN
 from smpxen.xen.structs import SharedInfo
 from smpxen.xen.xen import SHUTDOWN_NAMES, VIRQ_DOM_EXC
@@ -25,6 +26,8 @@ def start(pcpu, spec: dict) -> None:
     with its BVT parameters, unpaused."""
     pcpu.mailbox.connect_peers(pcpu.nr_pcpus)
     pcpu.clock.start()
+    for line in spec.get("printk", ()):       # what the machine printed while it built the domains
+        pcpu.printk.printk(line)
     now = pcpu.clock.now()
     sched = pcpu.sched = SchedCore(cpu=pcpu.index, now=now)
     for domid in spec["domains"]:
@@ -63,12 +66,16 @@ def end_domain(pcpu, vcpu: Vcpu, how: str, code: int, detail: str) -> None:
     if how == "shutdown":
         vcpu.info.state = DS_SHUTDOWN
         vcpu.info.shutdown_code = code
+        vcpu.info.flags |= DFM_SHUTDOWN       # the scheduler may forget it before it mirrors
         pcpu.sched.mark_shutdown(vcpu.domid, now)
         detail = detail or SHUTDOWN_NAMES.get(code, f"reason {code}")
     else:
         vcpu.info.state = DS_CRASHED
+        vcpu.info.flags |= DFM_CRASHED
         pcpu.sched.mark_crashed(vcpu.domid, now)
     pcpu.mailbox.send_machine(M.DOMAIN_ENDED, pcpu.index, vcpu.domid, how, code, detail)
+    pcpu.printk.printk(f"domain {vcpu.domid} {'shut down' if how == 'shutdown' else how}: "
+                       f"{detail.splitlines()[0] if detail else ''}")
     if vcpu.domid != 0:      # Xen's domain_shutdown/domain_crash tell Domain-0
         pcpu.events.send_virq(0, VIRQ_DOM_EXC)
     if vcpu is pcpu.current:

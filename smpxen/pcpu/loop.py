@@ -28,7 +28,7 @@ from smpxen.arch import x86
 from smpxen.hv.guestmem import GuestMemory
 from smpxen.hv.table import do_hypercall
 from smpxen.ipc import messages as M
-from smpxen.pcpu import lifecycle, schedule
+from smpxen.pcpu import domain, lifecycle, schedule
 from smpxen.pcpu.bounce import BounceError, GuestTraps
 from smpxen.pcpu.clock import PcpuClock
 from smpxen.pcpu.console import ConsoleOut
@@ -38,7 +38,10 @@ from smpxen.pcpu.core import HYPERCALL_ARG_REGS, CpuCore, UcError
 from smpxen.pcpu.events import EventDelivery, event_pending
 from smpxen.pcpu.hvctx import HvContext
 from smpxen.pcpu.mailbox import Mailbox
+from smpxen.pcpu.msr import MsrFile
 from smpxen.pcpu.paging import Paging
+from smpxen.pcpu.printk import PrintkRing
+from smpxen.pcpu.privcmd import Privcmd
 from smpxen.pcpu.schedule import EXIT_RESCHED
 from smpxen.pcpu.stats import pcpu_stats
 from smpxen.pcpu.vcpu import Vcpu
@@ -94,6 +97,10 @@ class Pcpu:
         self.console = ConsoleOut(self.mailbox, self.index)
         self.ctrl_if = CtrlIf(self)          # control interfaces, Domain-0's console input
         self.hv = HvContext(self)
+        self.privcmd = Privcmd(self)         # Domain-0's user space (pcpu/privcmd.py)
+        self.printk = PrintkRing(self.clock)  # the hypervisor's console ring (DOM0_READCONSOLE)
+        self.msrs = MsrFile(self)             # DOM0_MSR
+        self.pending_kills: list = []         # (domid, caller): torn down once off the CPU (pcpu/domain.py)
 
     def set_current(self, vcpu: Vcpu | None) -> None:
         """The domain on the core from now on (schedule.switch_to)."""
@@ -268,8 +275,12 @@ class Pcpu:
             schedule.run_timers(self)
             if self.pending_migrations:
                 lifecycle.do_pending_migrations(self)
+            if self.pending_kills:
+                domain.do_pending_kills(self)
             if self.sched.poll(self.clock.now()):
                 schedule.reschedule(self)
+            if self.privcmd.jobs and self.privcmd.service():
+                continue                    # Domain-0's user space ran: look again
             if self.current is None:
                 host = self.clock.host_deadline(schedule.next_deadline(self))
                 timeout = IDLE_WAIT_S if host is None else \

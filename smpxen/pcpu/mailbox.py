@@ -17,7 +17,7 @@ import time
 import zmq
 
 from smpxen.ipc import endpoints, messages as M
-from smpxen.pcpu import domctl, lifecycle, migration
+from smpxen.pcpu import domain, domctl, lifecycle, migration, msr, printk
 from smpxen.pcpu.containment import MachineHalting, RemoteCallFailed, error_detail
 from smpxen.pcpu.paging import remote_mm_flush, remote_mm_revoke
 from smpxen.pcpu.watcher import Watcher
@@ -37,14 +37,28 @@ REMOTE_FUNCTIONS = {
     "dom_adjust": domctl.dom_adjust,
     "sched_ctl": domctl.sched_ctl_local,
     "migrate_request": domctl.migrate_request,
+    # Domain-0 control: domains made and unmade (pcpu/domain.py), their state, the MSRs,
+    # the hypervisor's console ring.
+    "dom_adopt": domain.dom_adopt,
+    "dom_build": domain.dom_build,
+    "dom_kill": domain.dom_kill,
+    "dom_getctxt": domain.dom_getctxt,
+    "dom_iopl": domctl.dom_iopl,
+    "dom_vm_assist": domctl.dom_vm_assist,
+    "msr": msr.remote_access,
+    "printk_read": printk.remote_read,
 }
+# A remote function that cannot answer yet returns DEFERRED, keeps Mailbox.caller()
+# and answers later with Mailbox.reply (e.g. dom_kill of the domain on the CPU).
+DEFERRED = object()
 
 
 def _remote_call(pcpu, msg) -> None:
     seq, function, args = msg[2], msg[3], msg[4]
+    pcpu.mailbox.calling = (msg[1], seq)
     result = REMOTE_FUNCTIONS[function](pcpu, *args)
-    if seq:                    # seq 0: the caller does not wait for a result
-        pcpu.mailbox.send_ipi(msg[1], M.IPI_REPLY, seq, result)
+    if result is not DEFERRED:
+        pcpu.mailbox.reply((msg[1], seq), result)
 
 
 def _time_probe(pcpu, msg) -> None:
@@ -68,17 +82,21 @@ MESSAGE_HANDLERS = {
     M.TIME_PROBE: _time_probe,
     M.CTRL_REQUEST: lambda pcpu, msg: pcpu.ctrl_if.on_request(msg[2], msg[3]),
     M.CONSOLE_INPUT: lambda pcpu, msg: pcpu.ctrl_if.on_console_input(msg[2], msg[3]),
+    M.PRIVCMD: lambda pcpu, msg: pcpu.privcmd.on_message(msg),
     M.START: lambda pcpu, msg: lifecycle.start(pcpu, msg[2]),
     M.HALT: lambda pcpu, msg: setattr(pcpu, "halted", True),
 }
 # Messages that need this PCPU's scheduler wait until its time and scheduler run.
-NEEDS_SCHEDULER = frozenset({M.IPI_EVTCHN_SET, M.IPI_MIGRATE, M.CTRL_REQUEST, M.CONSOLE_INPUT})
+NEEDS_SCHEDULER = frozenset({M.IPI_EVTCHN_SET, M.IPI_MIGRATE, M.CTRL_REQUEST, M.CONSOLE_INPUT,
+                             M.PRIVCMD})
 # Messages about one domain: an error while acting on one crashes that domain.
 DOMAIN_OF = {M.IPI_EVTCHN_SET: lambda msg: msg[2], M.IPI_MIGRATE: lambda msg: msg[2]["domid"],
              M.CTRL_REQUEST: lambda msg: msg[2], M.CONSOLE_INPUT: lambda msg: msg[2]}
 
 
 class Mailbox:
+    DEFERRED = DEFERRED
+
     def __init__(self, pcpu, tag: str, stop_core, immediate: dict):
         self.pcpu = pcpu
         self.index = pcpu.index
@@ -92,6 +110,7 @@ class Mailbox:
         self.replies: dict[int, object] = {}
         self.failures: dict[int, str] = {}      # seq -> why the remote call raised
         self._seq = 0
+        self.calling: tuple[int, int] = (self.index, 0)   # (src, seq) of the remote call being run
         self._early: list = []                  # messages that arrived before the scheduler
 
     # ---- sending ----------------------------------------------------------------------
@@ -124,10 +143,24 @@ class Mailbox:
         """Run REMOTE_FUNCTIONS[function] on PCPU `target` (this one included) and
         return its result. Raises RemoteCallFailed if it raised there."""
         if target == self.index:
-            return REMOTE_FUNCTIONS[function](self.pcpu, *args)
+            self.calling = (self.index, 0)
+            result = REMOTE_FUNCTIONS[function](self.pcpu, *args)
+            if result is DEFERRED:
+                raise RuntimeError(f"{function} on this PCPU cannot wait for this PCPU")
+            return result
         seq = self.next_seq()
         self.send_ipi(target, M.IPI_CALL, seq, function, list(args))
         return self.wait_reply(seq, f"pcpu{target} ({function})")
+
+    def caller(self) -> tuple[int, int]:
+        """Who the remote function being run answers (for a DEFERRED answer)."""
+        return self.calling
+
+    def reply(self, caller: tuple[int, int], result) -> None:
+        """Answer a remote call (now, or later for one that was DEFERRED)."""
+        src, seq = caller
+        if seq:                    # seq 0: the caller does not wait for a result
+            self.send_ipi(src, M.IPI_REPLY, seq, result)
 
     def post(self, target: int, function: str, args=()) -> None:
         """Run it there without waiting for a result (seq 0)."""

@@ -44,6 +44,7 @@ def migrate_out(pcpu, domid: int, target: int) -> bool:
         "timer": timer,
         "thread": v.thread.to_dict(),
         "ldt": [v.ldt_base, v.ldt_ents],
+        "initial": v.initial,
         "counts": [v.hypercalls, v.slices, sorted(v.pcpus_ran), v.hypercall_results, v.hypercalls_by_nr],
         "time_view": now + v.time_offset,        # the latest time the domain can have seen
         "time_offset": v.time_offset,
@@ -64,6 +65,7 @@ def migrate_in(pcpu, payload: dict) -> None:
         v.context = pickle.loads(payload["context"])
     v.thread = ThreadState.from_dict(payload["thread"])
     v.ldt_base, v.ldt_ents = payload["ldt"]
+    v.initial = payload["initial"]
     v.hypercalls, v.slices, ran, results, v.hypercalls_by_nr = payload["counts"]
     v.hypercall_results = collections.Counter(results)
     v.pcpus_ran = set(ran)

@@ -189,10 +189,11 @@ class Paging:
             if v is not None and v.ldt_ents and not v.ended:
                 self.map_ldt_shadow_page(0)    # best effort: a failure just faults later
 
-    def alloc_frames(self, domid: int, count: int):
-        """Frames from the pool for a domain; any PCPU that may still cache one of
-        them (TLB or translated code) flushes, acknowledged, before they are used."""
-        got = self.mm.alloc_domheap_pages(domid, count)
+    def alloc_frames(self, domid: int, count: int, flags: int = 0, owner: int | None = None):
+        """Frames from the pool for a domain (mm.alloc_domheap_pages says which
+        count against it); any PCPU that may still cache one of them (TLB or
+        translated code) flushes, acknowledged, before they are used."""
+        got = self.mm.alloc_domheap_pages(domid, count, flags, owner)
         if got is None:
             return None
         mfns, tlb, tb, may_cache = got

@@ -5,8 +5,9 @@ the CPU state around it."""
 from __future__ import annotations
 
 from smpxen.arch import x86
+from smpxen.pcpu import vcpuctx
 from smpxen.pcpu.clock import PERIODIC
-from smpxen.xen import arch_x86_32 as A
+from smpxen.sched.flags import DFM_BLOCKED, DFM_RUNNING, SCHED_OWNED_MASK
 from smpxen.xen.xen import VIRQ_TIMER
 
 EXIT_RESCHED = "resched"
@@ -50,16 +51,20 @@ def reschedule(pcpu) -> None:
         if pcpu.sched.has_domain(v.domid):
             pcpu.ended_cpu_time[v.domid] = pcpu.sched.cpu_time(v.domid)
             pcpu.sched.remove_domain(v.domid)
+            v.info.flags &= ~(DFM_RUNNING | DFM_BLOCKED)    # off every run queue for good
     mirror_domain_state(pcpu)
 
 
 def switch_to(pcpu, nxt) -> None:
     """Save the running domain's CPU state and load nxt's (None: go idle)."""
     prev, core = pcpu.current, pcpu.core
-    if prev is not None and not prev.ended:
-        pcpu.paging.deschedule()        # Xen flushes writable page tables on the way out
+    if prev is not None:
+        # Xen flushes writable page tables on the way out; an ended domain's too, so
+        # no slot of it is left for the next domain (its frames may be torn down).
+        pcpu.paging.deschedule()
         # The loop's resume point is authoritative (a fresh entry or a bounce may not
-        # have run yet, and emu_start only sets EIP when it starts).
+        # have run yet, and emu_start only sets EIP when it starts). An ended domain's
+        # state is kept for DOM0_GETDOMAININFO, as Xen keeps a crashed domain's.
         core.set_eip(pcpu.resume_eip)
         prev.context = core.save()
     pcpu.set_current(nxt)
@@ -71,12 +76,7 @@ def switch_to(pcpu, nxt) -> None:
     nxt.pcpus_ran.add(pcpu.index)
     update_dom_time(pcpu, nxt)          # Xen stamps time on every schedule-in
     if nxt.context is None:
-        info = nxt.info
-        ds = A.FLAT_RING1_DS
-        pcpu.resume_eip = core.enter(info.pt_base_mfn << 12, dict(
-            eip=info.entry_eip, cs=A.FLAT_RING1_CS, eflags=INITIAL_EFLAGS,
-            esp=info.entry_esp, ss=ds, ds=ds, es=ds, fs=ds, gs=ds,
-            esi=info.start_info_va))
+        pcpu.resume_eip = vcpuctx.first_entry(pcpu, nxt)
     else:
         pcpu.resume_eip = core.restore(nxt.context)
         nxt.context = None
@@ -90,7 +90,8 @@ def mirror_domain_state(pcpu) -> None:
     sched, now = pcpu.sched, pcpu.clock.now()
     for domid, v in pcpu.vcpus.items():
         if sched.has_domain(domid):
-            v.info.flags = sched.flags(domid)
+            # Only the scheduler's bits: CONSTRUCTED, PRIVILEGED, DYING are not its own.
+            v.info.flags = (v.info.flags & ~SCHED_OWNED_MASK) | (sched.flags(domid) & SCHED_OWNED_MASK)
             v.info.cpu_time_ns = sched.cpu_time(domid, now)
 
 

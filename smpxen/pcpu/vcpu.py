@@ -18,6 +18,7 @@ class Vcpu:
     info: DomainInfo            # the shared domain-table record
     shared: SharedInfo          # the domain's shared_info page
     context: object = None      # saved Unicorn context; None until first entry
+    initial: dict | None = None  # DOM0_BUILDDOMAIN's starting state, until first entry (pcpu/vcpuctx.py)
     hypercalls: int = 0
     # Results and numbers of its hypercalls, counted in the hook (smpxen/pcpu/loop.py) with
     # int keys; named only in the report (hypercall_stats below).

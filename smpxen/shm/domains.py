@@ -95,5 +95,13 @@ class DomainTable:
                 return d
         raise RuntimeError(f"domain table full ({self.max} domains)")
 
+    def free(self, domid: int) -> None:
+        """The slot of a destroyed domain becomes free (zeroed, as before first use);
+        its id can be handed out again."""
+        i = self.slot_of(domid)
+        if i is not None:
+            d = self.slots[i]
+            ctypes.memset(ctypes.addressof(d), 0, ctypes.sizeof(d))
+
     def live(self):
         return [d for d in self.slots if d.state != DS_FREE]

@@ -112,3 +112,88 @@ class PhysInfo(_Packed):
 
 class SchedId(_Packed):
     _fields_ = [("sched_id", u32)]
+
+
+class GetMemList(_Packed):
+    _fields_ = [("domain", u16), ("_pad0", u16), ("_pad1", u32), ("max_pfns", u32), ("_pad2", u32),
+                ("buffer", u32), ("_pad3", u32), ("num_pfns", u32), ("_pad4", u32)]
+
+
+class CreateDomain(_Packed):
+    """memory_kb IN; cpu IN (-1: the least-populated CPU); domain IN/OUT (0 or a
+    reserved id: allocate one)."""
+    _fields_ = [("memory_kb", u32), ("_pad0", u32), ("cpu", u32), ("_pad1", u32),
+                ("domain", u16), ("_pad2", u16)]
+
+
+class BuildDomain(_Packed):
+    """domain IN; ctxt IN: a full_execution_context_t (smpxen/xen/structs.py)."""
+    _fields_ = [("domain", u16), ("_pad0", u16), ("_pad1", u32), ("ctxt", u32), ("_pad2", u32)]
+
+
+class Iopl(_Packed):
+    _fields_ = [("domain", u16), ("_pad", u16), ("iopl", u32)]
+
+
+class Msr(_Packed):
+    _fields_ = [("write", u32), ("cpu_mask", u32), ("msr", u32), ("in1", u32), ("in2", u32),
+                ("out1", u32), ("out2", u32)]
+
+
+class Debug(_Packed):
+    """DOM0_DEBUG (Xen's pervasive debugger): declared for the record, not modelled."""
+    _fields_ = [("domain", u16), ("opcode", u8), ("_pad", u8), ("in1", u32), ("in2", u32),
+                ("in3", u32), ("in4", u32), ("status", u32), ("out1", u32), ("out2", u32)]
+
+
+# DOM0_GETPAGEFRAMEINFO(2) frame types (the type in bits 28..30, LPINTAB: pinned)
+NOTAB = 0
+L1TAB = 1 << 28
+L2TAB = 2 << 28
+L3TAB = 3 << 28
+L4TAB = 4 << 28
+LPINTAB = 1 << 31
+XTAB = 0xF << 28
+LTAB_MASK = XTAB
+LTABTYPE_MASK = 0x7 << 28
+GPF2_MAX = 1024               # DOM0_GETPAGEFRAMEINFO2 takes at most this many frames (-E2BIG)
+
+
+class GetPageFrameInfo(_Packed):
+    _fields_ = [("pfn", u32), ("_pad0", u32), ("domain", u16), ("_pad1", u16), ("type", u32)]
+
+
+class ReadConsole(_Packed):
+    _fields_ = [("str", u32), ("_pad", u32), ("count", u32), ("cmd", u32)]
+
+
+CONSOLE_RING_CLEAR = 1        # xen/console.h: READCONSOLE empties the ring after the copy
+CONSOLE_RING_SIZE = 16392     # xen/drivers/char/console.c: the ring fills, then drops
+
+
+class PciDevAccess(_Packed):
+    """DOM0_PCIDEV_ACCESS: declared for the record; no PCI devices are modelled."""
+    _fields_ = [("domain", u16), ("_pad", u16), ("bus", u32), ("dev", u32), ("func", u32),
+                ("enable", u32)]
+
+
+class SetDomainMem(_Packed):
+    """DOM0_SETDOMAININITIALMEM (initial_memkb) and DOM0_SETDOMAINMAXMEM (max_memkb):
+    the same layout."""
+    _fields_ = [("domain", u16), ("_pad0", u16), ("_pad1", u32), ("memkb", u32), ("_pad2", u32)]
+
+
+class GetPageFrameInfo2(_Packed):
+    _fields_ = [("domain", u16), ("_pad0", u16), ("_pad1", u32), ("num", u32), ("_pad2", u32),
+                ("array", u32), ("_pad3", u32)]
+
+
+class SetDomainVmAssist(_Packed):
+    _fields_ = [("domain", u16), ("_pad0", u16), ("cmd", u32), ("type", u32)]
+
+
+for _cls, _size in ((GetMemList, 32), (CreateDomain, 20), (BuildDomain, 16), (Iopl, 8), (Msr, 28),
+                    (Debug, 32), (GetPageFrameInfo, 16), (ReadConsole, 16), (PciDevAccess, 20),
+                    (SetDomainMem, 16), (GetPageFrameInfo2, 24), (SetDomainVmAssist, 12),
+                    (PhysInfo, 32)):
+    assert ctypes.sizeof(_cls) == _size, (_cls.__name__, ctypes.sizeof(_cls))

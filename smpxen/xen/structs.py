@@ -106,6 +106,33 @@ class ExecutionContext(_Packed):
 
 _check(ExecutionContext, 68)
 
+ECF_I387_VALID = 1 << 0        # full_execution_context_t.flags: fpu_ctxt holds FPU state
+FPU_CTXT_BYTES = 256           # FXSAVE's first 256 bytes (FSAVE on CPUs without FXSR)
+NR_TRAP_ENTRIES = 256
+NR_GDT_FRAMES = 16
+
+
+class FullExecutionContext(_Packed):
+    """full_execution_context_t (arch-x86_32.h): a VCPU's whole state, what
+    DOM0_BUILDDOMAIN starts a domain with and DOM0_GETDOMAININFO reports."""
+    _fields_ = [
+        ("flags", u32),                                  # ECF_I387_VALID
+        ("cpu_ctxt", ExecutionContext),                  # user-level registers
+        ("fpu_ctxt", u8 * FPU_CTXT_BYTES),               # FXSAVE image
+        ("trap_ctxt", TrapInfo * NR_TRAP_ENTRIES),       # the virtual IDT
+        ("fast_trap_idx", u32),
+        ("ldt_base", u32), ("ldt_ents", u32),            # linear address, entries
+        ("gdt_frames", u32 * NR_GDT_FRAMES), ("gdt_ents", u32),   # machine frames, entries
+        ("guestos_ss", u32), ("guestos_esp", u32),       # ring-1 stack (stack_switch)
+        ("pt_base", u32),                                # CR3: machine address of the L2
+        ("debugreg", u32 * 8),
+        ("event_callback_cs", u32), ("event_callback_eip", u32),
+        ("failsafe_callback_cs", u32), ("failsafe_callback_eip", u32),
+    ]
+
+
+_check(FullExecutionContext, 2516)
+
 
 # ---- event_channel_op (public/event_channel.h): evtchn_op_t = cmd, pad, 24-byte union
 class EvtchnBindInterdomain(_Packed):

@@ -159,6 +159,7 @@ do_op:
 info1:
     mov dword ptr [op], DOM0_GETDOMAININFO
     mov word ptr [op + 8], 1
+    mov dword ptr [op + 16], 0      # no ctxt: the hypervisor would write one there
     call do_op
     ret
 
