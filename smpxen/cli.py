@@ -113,6 +113,32 @@ def bench(quick, groups, out):
     run_bench(groups or list(GROUPS), quick, out)
 
 
+class _XmCommand(click.Command):
+    """`smpxen xm --help` lists the verbs (smpxen/control/verbs.py)."""
+
+    def format_epilog(self, ctx, formatter):
+        from smpxen.control.xm import usage
+        with formatter.section("Verbs"):
+            formatter.write_dl(usage())
+
+
+@main.command(cls=_XmCommand, context_settings={"ignore_unknown_options": True,
+                                                "allow_interspersed_args": False})
+@click.option("--machine", default=None, metavar="TAG",
+              help="The machine to talk to: the tag `smpxen up` printed, its process id, or "
+                   "its control endpoint ipc://@smpxen-TAG-control. Default: the only one running.")
+@click.argument("verb")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def xm(machine, verb, args):
+    """Control a running machine through Domain-0 (Xen 2.0's xm): list, info,
+    create, destroy, pause, unpause, pincpu, bvt, bvt_ctxallow, mem-max, dmesg, ...
+
+    \b
+    Exit status: 0 done; 1 the verb failed, or no machine (one line on stderr)."""
+    from smpxen.control.xm import main as xm_main
+    sys.exit(xm_main(machine, verb, list(args)))
+
+
 # Experiments (smpxen/sweep/): `smpxen sweep` and `smpxen plot`.
 from smpxen.sweep.cli import plot, sweep  # noqa: E402
 main.add_command(sweep)

@@ -68,8 +68,8 @@ class MachineHeader(ctypes.LittleEndianStructure):
         ("free_head", u32),
         ("free_count", u32),
         ("tlbflush_clock", u32),       # Xen's global TLB-flush clock
-        ("next_domid", u32),
-        ("_pad0", u32),
+        ("next_domid", u32),           # Xen's allocate_domid: the last id handed out (curdom)
+        ("top_domid", u32),            # ... and the top of the range it reuses (topdom)
         ("tlbflush_time", u32 * MAX_PCPUS),   # per PCPU: clock value at its last full flush
         ("tbflush_time", u32 * MAX_PCPUS),    # per PCPU: clock value at its last translation-cache flush
         ("tb_stale", u8 * MAX_PCPUS),         # per PCPU: drop translated code before running a domain
@@ -77,6 +77,7 @@ class MachineHeader(ctypes.LittleEndianStructure):
 
 
 MAGIC = 0x584D5053   # "SPMX"
+DOMID_TOP_START = 101  # dom0_ops.c allocate_domid: ids are reused in 1..topdom first
 NO_FRAME = 0xFFFFFFFF
 
 
@@ -101,7 +102,8 @@ class FrameTable:
         h.magic = MAGIC
         h.nr_frames = self.layout.nr_frames
         h.nr_pcpus = self.layout.nr_pcpus
-        h.next_domid = 1
+        h.next_domid = 0
+        h.top_domid = DOMID_TOP_START
         for mfn in range(self.layout.nr_frames):
             f = self.frames[mfn]
             self.m2p[mfn] = NO_FRAME
