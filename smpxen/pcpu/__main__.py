@@ -10,6 +10,7 @@ import traceback
 
 PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
+PR_SET_TIMERSLACK = 29
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -26,9 +27,17 @@ def _name_process(index: int) -> None:
     libc.prctl(PR_SET_NAME, ctypes.c_char_p(f"smpxen-pcpu{index}".encode()[:15]), 0, 0, 0)
 
 
+def _no_timer_slack() -> None:
+    """A PCPU's timed waits stand for its local APIC timer, which has no slack; Linux
+    lets a thread's timed sleeps run up to 50 us late by default. (timer_test, 3 ms
+    timers, 6 interleaved runs each: mean lateness 245 -> 197 us.)"""
+    ctypes.CDLL(None).prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0)
+
+
 def run(boot: dict) -> int:
     _die_with_parent(boot["machine_pid"])
     _name_process(boot["index"])
+    _no_timer_slack()
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the machine's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     from smpxen.ipc import messages as M
