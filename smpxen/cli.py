@@ -47,7 +47,15 @@ def main():
 @click.option("--status", "status_s", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
               help="Print a status line (elapsed time, domains still running) on stderr this "
                    "often; 0 turns it off. Default: every 10 s when stderr is a terminal.")
-def up(cpus, config_path, report, timeout, quiet, probe_time_ms, migrate, sets, status_s):
+@click.option("--trace", "trace_path", default=None, metavar="FILE",
+              help="Record Xen trace buffers for the whole run into FILE (xentrace's binary "
+                   "format; read it with smpxen xentrace-format). Gives each PCPU a buffer of "
+                   "machine.trace_pages pages (256, 1 MiB, if the config has none).")
+@click.option("--trace-mask", default=None, metavar="MASK",
+              help="Xen's trace event mask: a number (0x00020000) or classes joined by commas "
+                   "(sched,ipi,hcall,evtchn,mm,migrate,time,dom0op,gen; all). Default: all.")
+def up(cpus, config_path, report, timeout, quiet, probe_time_ms, migrate, sets, status_s,
+       trace_path, trace_mask):
     """Boot a machine and run its domains until they have all shut down.
 
     \b
@@ -60,12 +68,19 @@ def up(cpus, config_path, report, timeout, quiet, probe_time_ms, migrate, sets, 
     from smpxen.domain.builder import DOMAIN_EXTRA_FRAMES
     from smpxen.shm.layout import MAX_DOMAINS, Layout
     from smpxen.xen.arch_x86_32 import PAGE_SIZE
+    from smpxen.trace.cli import trace_options
     path = config_path or _default_config()
+    sets, trace_pages = trace_options(sets, trace_path, trace_mask)   # a bad mask: exit 2
+
+    def load(overrides):
+        return load_config(path, cpus=cpus, bundled_guests=bundled_guest_names(),
+                           reserve_bytes=Layout.reserve_bytes,
+                           domain_overhead_bytes=DOMAIN_EXTRA_FRAMES * PAGE_SIZE,
+                           max_domains=MAX_DOMAINS, overrides=overrides)
     try:
-        cfg = load_config(path, cpus=cpus, bundled_guests=bundled_guest_names(),
-                          reserve_bytes=Layout.reserve_bytes,
-                          domain_overhead_bytes=DOMAIN_EXTRA_FRAMES * PAGE_SIZE,
-                          max_domains=MAX_DOMAINS, overrides=sets)
+        cfg = load(sets)
+        if trace_pages and not cfg.trace_pages:        # --trace brings buffers
+            cfg = load(sets + trace_pages)
     except ConfigError as e:
         from smpxen.config.overrides import set_origin
         origin = set_origin(e.key, sets)
@@ -83,8 +98,12 @@ def up(cpus, config_path, report, timeout, quiet, probe_time_ms, migrate, sets, 
             sys.exit(2)
     if status_s is None:
         status_s = 10.0 if sys.stderr.isatty() else 0.0
+    if trace_mask is not None and not cfg.trace_pages:
+        click.echo("smpxen: --trace-mask: the machine has no trace buffers (add --trace FILE "
+                   "or set machine.trace_pages)", err=True)
+        sys.exit(2)
     opts = RunOptions(report=report, timeout=timeout, quiet=quiet, probe_time_ms=probe_time_ms,
-                      migrate=moves, status_s=status_s)
+                      migrate=moves, status_s=status_s, trace=trace_path)
     try:
         status = Machine(cfg, opts).run()
     except MachineError as e:
@@ -143,6 +162,11 @@ def xm(machine, verb, args):
 from smpxen.sweep.cli import plot, sweep  # noqa: E402
 main.add_command(sweep)
 main.add_command(plot)
+
+# Trace buffers (smpxen/trace/): xentrace, xentrace-format, xentrace-cpusplit, trace-export, trace-skew.
+from smpxen.trace.cli import COMMANDS as _TRACE_COMMANDS  # noqa: E402
+for _command in _TRACE_COMMANDS:
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

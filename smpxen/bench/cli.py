@@ -16,6 +16,7 @@ GROUPS = {
     "events": ("smpxen.bench.events", "run"),
     "soak": ("smpxen.bench.soak", "run"),
     "fuzz": ("smpxen.bench.fuzz", "run"),
+    "trace": ("smpxen.bench.trace", "run"),
     "scale": ("smpxen.bench.scale", "run"),
 }
 

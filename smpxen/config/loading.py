@@ -15,8 +15,10 @@ from smpxen.config.schema import (BVT_KEYS, CLOCK_KEYS, CMDLINE_PLACEHOLDERS, CO
                                   MAX_CMDLINE, MAX_CPUS, MAX_DOMID, MAX_DRIFT_PPM,
                                   MAX_FREQ_MHZ, MAX_OFFSET_CYCLES, MIB, MIN_CPUS, MIN_FREQ_MHZ,
                                   MachineConfig, NAME_PLACEHOLDERS, PCPU_CLOCK_KEYS, SCHEDULERS,
-                                  TIME_MODELS, TOP_KEYS)
+                                  TIME_MODELS, TOP_KEYS, TRACE_PAGES)
 from smpxen.shm.layout import MAX_DOMAINS
+
+PAGE_BYTES = 4096
 
 
 def load_config(
@@ -107,6 +109,11 @@ def load_config(
     console_io = ck.choice(m.get("console_io", md["console_io"]), "machine.console_io",
                            CONSOLE_IO_MODES)
     scheduler = ck.choice(m.get("scheduler", md["scheduler"]), "machine.scheduler", SCHEDULERS)
+    trace_pages = ck.integer(m.get("trace_pages", md["trace_pages"]), "machine.trace_pages", *TRACE_PAGES)
+    trace_mask = _trace_mask(ck, m.get("trace_mask", md["trace_mask"]))
+    if trace_pages and reserve_bytes is not None:     # the buffers sit after the hypervisor's tables
+        hv_reserve = reserve_bytes
+        reserve_bytes = lambda n, size: hv_reserve(n, size) + n * trace_pages * PAGE_BYTES
 
     # ---- [clock] and [[clock.pcpu]]
     clocks = _load_clocks(ck, raw.get("clock", {}), ncpus, cpus_note)
@@ -319,7 +326,17 @@ def load_config(
         dom0=dom0,
         domains=domains,
         raw=raw,
+        trace_pages=trace_pages,
+        trace_mask=trace_mask,
     )
+
+
+def _trace_mask(ck: _Checker, value: Any) -> int:
+    from smpxen.trace.mask import MaskError, parse_mask
+    try:
+        return parse_mask(value)
+    except MaskError as e:
+        raise ck.error("machine.trace_mask", str(e)) from None
 
 
 def _auto_memory(ck: _Checker, needed: int, ncpus: int, reserve_bytes) -> int:

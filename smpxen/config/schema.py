@@ -49,6 +49,8 @@ DEFAULTS: dict[str, Any] = {
         "time_model": "xen2",
         "console_io": "all",
         "scheduler": "bvt",
+        "trace_pages": 0,
+        "trace_mask": "all",
     },
     "clock": {"freq_mhz": 2000.0, "offset_cycles": 0, "drift_ppm": 0.0},
     "domain": {
@@ -62,7 +64,13 @@ DEFAULTS: dict[str, Any] = {
 }
 
 TOP_KEYS = ("machine", "clock", "dom0", "domain")
-MACHINE_KEYS = ("name", "cpus", "memory_mib", "time_model", "console_io", "scheduler")
+MACHINE_KEYS = ("name", "cpus", "memory_mib", "time_model", "console_io", "scheduler",
+                "trace_pages", "trace_mask")
+# Trace buffers (Xen's tbuf_size): pages per PCPU, 0 for none. 4096 pages (16 MiB)
+# keeps a buffer's size in bytes within DOM0_GETTBUFS's 32-bit field with room to
+# spare; --trace without buffers gets TRACE_PAGES_FOR_TRACE.
+TRACE_PAGES = (0, 4096)
+TRACE_PAGES_FOR_TRACE = 256
 CLOCK_KEYS = ("freq_mhz", "offset_cycles", "drift_ppm", "pcpu")
 PCPU_CLOCK_KEYS = ("index", "freq_mhz", "offset_cycles", "drift_ppm")
 DOMAIN_KEYS = ("name", "kernel", "memory_mib", "cpu", "count", "cmdline", "bvt")
@@ -178,6 +186,8 @@ class MachineConfig:
     dom0: DomainSpec | None
     domains: list[DomainSpec]   # unprivileged, count expanded, in file order
     raw: dict = field(repr=False, compare=False)  # the parsed TOML, as written
+    trace_pages: int = 0        # trace buffer pages per PCPU (0: no buffers)
+    trace_mask: int = 0xFFFF0000  # Xen's event mask (smpxen/xen/trace.py)
 
     @property
     def all_domains(self) -> list[DomainSpec]:
@@ -198,6 +208,8 @@ class MachineConfig:
             "time_model": self.time_model,
             "console_io": self.console_io,
             "scheduler": self.scheduler,
+            "trace_pages": self.trace_pages,
+            "trace_mask": self.trace_mask,
             "clocks": [c.to_dict() for c in self.clocks],
             "dom0": self.dom0.to_dict() if self.dom0 is not None else None,
             "domains": [d.to_dict() for d in self.domains],

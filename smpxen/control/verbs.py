@@ -13,6 +13,7 @@ from smpxen.config.schema import ConfigError
 from smpxen.control import build, domfile
 from smpxen.control.endpoint import Session, XmError, verb
 from smpxen.control.xc import Xc
+from smpxen.trace import xm_verbs  # noqa: F401  (the tbufs verb, for smpxen xentrace)
 from smpxen.xen import dom0_ops as D
 from smpxen.xen.xen import DOMID_FIRST_RESERVED
 

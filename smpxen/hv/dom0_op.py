@@ -6,6 +6,7 @@ DOM0_DEBUG (Xen's pervasive debugger), DOM0_PCIDEV_ACCESS (no PCI devices),
 DOM0_SHADOW_CONTROL (no shadow page tables); DOM0_GETTBUFS belongs to tracing."""
 import ctypes
 import struct
+import struct
 
 from smpxen.hv.guestmem import GuestFault
 from smpxen.hv.iface import Hypervisor
@@ -13,6 +14,7 @@ from smpxen.sched.flags import DFM_CONSTRUCTED, getdomaininfo_flags
 from smpxen.shm.frametable import (PGT_count_mask, PGT_l1_page_table, PGT_l2_page_table,
                                    PGT_l3_page_table, PGT_l4_page_table, PGT_pinned, PGT_type_mask)
 from smpxen.xen import dom0_ops as D, errno
+from smpxen.xen.trace import TRC_DOM0OP_ENTER_BASE, TRC_DOM0OP_LEAVE_BASE
 from smpxen.xen.structs import FullExecutionContext
 
 _OP_SIZE = ctypes.sizeof(D.Dom0Op)
@@ -286,6 +288,17 @@ def msr(hv: Hypervisor, op_va):
     return 0
 
 
+def gettbufs(hv: Hypervisor, op_va):
+    """Where the trace buffers are (Xen 2.0's get_tb_info): -ENODATA and zeros
+    when the machine has none."""
+    out = D.GetTbufs()
+    info = hv.tbuf_info()
+    if info is not None:
+        out.mach_addr, out.size = info
+    _put_union(hv, op_va, out)
+    return 0 if info is not None else -errno.ENODATA
+
+
 OPS = {
     D.DOM0_CREATEDOMAIN: createdomain,
     D.DOM0_DESTROYDOMAIN: destroydomain,
@@ -308,6 +321,7 @@ OPS = {
     D.DOM0_SCHEDCTL: schedctl,
     D.DOM0_SCHED_ID: sched_id,
     D.DOM0_PHYSINFO: physinfo,
+    D.DOM0_GETTBUFS: gettbufs,
 }
 
 
@@ -317,7 +331,10 @@ def do_dom0_op(hv: Hypervisor, op_va, *_):
     head = D.Dom0Op.from_buffer_copy(hv.mem.read(op_va, _OP_SIZE))
     if head.interface_version != D.DOM0_INTERFACE_VERSION:
         return -errno.EACCES
+    # Traced on the way in and out, as Xen's do_dom0_op: the union's first words.
+    cmd, words = head.cmd & 0xFFF, struct.unpack_from("<4I", bytes(head.u))
+    hv.trace(TRC_DOM0OP_ENTER_BASE + cmd, 0, *words)
     op = OPS.get(head.cmd)
-    if op is None:
-        return -errno.ENOSYS
-    return op(hv, op_va)
+    rc = -errno.ENOSYS if op is None else op(hv, op_va)
+    hv.trace(TRC_DOM0OP_LEAVE_BASE + cmd, rc, *words)
+    return rc

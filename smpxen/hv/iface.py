@@ -96,6 +96,13 @@ class Hypervisor(Protocol):
 
     def physinfo(self) -> dict: ...
 
+    # ---- trace buffers (smpxen/pcpu/trace.py) --------------------------------------------
+    def trace(self, event: int, d1: int = 0, d2: int = 0, d3: int = 0, d4: int = 0, d5: int = 0) -> None:
+        """Xen's TRACE_5D: record `event` in this PCPU's buffer if the mask allows."""
+
+    def tbuf_info(self) -> tuple[int, int] | None:
+        """DOM0_GETTBUFS: (machine address of buffer 0, bytes per buffer), or None."""
+
     # ---- domains made and unmade (Domain-0 only; smpxen/pcpu/domain.py) -------------------
     def create_domain(self, want: int, cpu: int, memory_kb: int) -> tuple[int, int]:
         """DOM0_CREATEDOMAIN: (0, domid) or (-errno, 0)."""

@@ -47,6 +47,10 @@ class MachineFacts:
     def privcmd_l1(self) -> int | None:
         return self._m.privcmd_l1
 
+    def ram(self):
+        """Machine RAM (MachineRAM), to read: the tbufs verb (smpxen/trace/xm_verbs.py)."""
+        return self._m.ram
+
     def names(self) -> dict[int, str]:
         with self._lock:
             return dict(self._names)

@@ -35,6 +35,7 @@ from smpxen.shm.frametable import FrameTable
 from smpxen.shm.layout import Layout
 from smpxen.shm.locks import Locks
 from smpxen.shm.ram import MachineRAM, OutOfSharedMemory
+from smpxen.trace.area import format_area
 
 EXIT_OK = 0
 EXIT_DOMAIN_CRASHED = 1
@@ -59,6 +60,7 @@ class RunOptions:
     probe_time_ms: float | None = None            # sample every PCPU's system time this often
     migrate: list = field(default_factory=list)   # [(domain name, period ms)]
     status_s: float = 0.0                          # a status line on stderr this often (0: never)
+    trace: str | None = None                       # read the trace buffers into this file
 
 
 @dataclass
@@ -120,6 +122,9 @@ class Machine:
         self.migrators: dict = {}
         self.controller: DomainController | None = None   # the domain controller (xend's part)
         self.stream = options.stream or sys.stdout
+        self.trace_out = None                      # --trace: the file, then its collector
+        self.collector = None
+        self.trace_summary: dict | None = None
 
     # ---- preparation (nothing started yet) ------------------------------------------
     def _prepare_domains(self):
@@ -149,6 +154,11 @@ class Machine:
         for name, _period in self.opts.migrate:
             if name not in names:
                 raise MachineError(f"--migrate: no domain named {name!r} (domains: {', '.join(sorted(names))})")
+        if self.opts.trace:
+            try:
+                self.trace_out = open(self.opts.trace, "wb")
+            except OSError as e:
+                raise MachineError(f"--trace {self.opts.trace}: {e.strerror or e}") from None
         old_handlers = self._install_signal_handlers()
         try:
             return self._run(reqs, t0)
@@ -159,7 +169,7 @@ class Machine:
 
     def _run(self, reqs, t0) -> int:
         cfg = self.cfg
-        layout = Layout.compute(cfg.memory_bytes, cfg.cpus)
+        layout = Layout.compute(cfg.memory_bytes, cfg.cpus, trace_pages=cfg.trace_pages)
         try:
             self.ram = MachineRAM.create(cfg.memory_bytes)
         except OutOfSharedMemory as e:
@@ -168,6 +178,7 @@ class Machine:
         frames = FrameTable(self.ram, layout, locks)
         domtable = DomainTable(self.ram, layout)
         format_hypervisor_region(self.ram, layout, frames)
+        format_area(self.ram.mem, layout, frames.header, cfg.trace_mask)
         builder = DomainBuilder(self.ram, layout, frames, domtable)
         for req in reqs:
             try:
@@ -193,6 +204,7 @@ class Machine:
                     "ram_bytes": cfg.memory_bytes, "epoch_ns": epoch_ns,
                     "machine_pid": os.getpid(), "console_io": cfg.console_io,
                     "time_model": cfg.time_model, "probes": probes, "wallclock_ns": wallclock_ns,
+                    "trace_pages": cfg.trace_pages,
                     "clock": {"freq_hz": clock.freq_hz, "offset_cycles": clock.offset_cycles,
                               "drift_ppm": clock.drift_ppm}}
             self.procs.append(spawn.fork_pcpu(boot))
@@ -221,6 +233,8 @@ class Machine:
             self.failure = str(e)
             status = EXIT_PCPU_FAILED
         self._halt_pcpus()
+        if self.collector is not None:
+            self.trace_summary = self.collector.finish()
         self.console.flush()
         self.timings["total_s"] = time.monotonic() - t0
         if self.opts.report:
@@ -230,6 +244,10 @@ class Machine:
     def _start_drivers(self, domtable) -> None:
         from smpxen.machine.experiments import Migrator, StatusLine, TimeProbe
         self.drivers = []
+        if self.trace_out is not None:
+            from smpxen.trace.collect import TraceCollector
+            self.collector = TraceCollector(self.trace_out, self.ram.mem, self.ram.fd, self.opts.trace)
+            self.drivers.append(self.collector)
         if self.opts.status_s > 0:
             self.drivers.append(StatusLine(self.opts.status_s, self.records, sys.stderr))
         if self.opts.probe_time_ms:
@@ -391,6 +409,8 @@ class Machine:
             self.control.close()
 
     def _teardown(self) -> None:
+        if self.trace_out is not None:
+            self.trace_out.close()          # already closed after a normal run
         self._close_control()
         for p in self.procs:
             if p.poll() is None:
@@ -440,6 +460,7 @@ class Machine:
             "ipi_rtt_us_median": round(statistics.median(rtts), 2) if rtts else None,
             "time_skew": self.time_probe.report() if self.time_probe else None,
             "migrations": {name: m.moves for name, m in self.migrators.items()},
+            "trace": self.trace_summary,
             "pcpus": pcpus,
             "control_endpoint": self.control.endpoint.address if self.control is not None else None,
             "domains": [{

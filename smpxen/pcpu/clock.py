@@ -11,6 +11,7 @@ from smpxen.pcpu.timebase import CALIBRATE_WINDOW_NS, PLATFORM_SAMPLES, PercpuTi
 from smpxen.pcpu.timers import TimerHeap
 from smpxen.shm.timeshared import SharedTime
 from smpxen.timekeeping.cycles import TSC_MASK, CycleCounter
+from smpxen.xen.trace import TRC_TIME_CALIBRATE, TRC_TIME_STAMP
 
 TICK_NS = 10_000_000          # Xen's per-CPU t_timer (and the PIT period)
 FALLBACK_NS = 500_000_000     # Xen's fallback_timer
@@ -128,7 +129,9 @@ class PcpuClock:
         ("domain", domid)."""
         host = time.monotonic_ns()
         while self.pit_host_deadline is not None and host >= self.pit_host_deadline:
-            self.timebase.pit_tick(host - self.pit_host_deadline)
+            stamp = self.timebase.pit_tick(host - self.pit_host_deadline)
+            self.pcpu.trace.trace(TRC_TIME_STAMP, stamp.stime_irq, stamp.stime_irq >> 32,
+                                  stamp.full_tsc_irq, stamp.full_tsc_irq >> 32)
             self.pit_host_deadline += TICK_NS
         now = self.now()
         fired = []
@@ -138,8 +141,7 @@ class PcpuClock:
             elif key == "fallback":
                 self.timers.set("fallback", now + FALLBACK_NS)
             elif key == "calibrate":
-                tsc, platform_ns, _ = self.platform_sample()
-                self.timebase.calibrate(tsc, platform_ns)
+                self._calibrate()
                 self.timers.set("calibrate", self.now() + EPOCH_NS)
                 continue
             fired.append(key)
@@ -155,6 +157,17 @@ class PcpuClock:
             due = self.timers.deadline(key)
             if due is not None and due < now:
                 self.timers.set(key, now + period)
+
+    def _calibrate(self) -> None:
+        """percpu: re-fit this PCPU's scale against the platform timer (traced with
+        the local and platform times, then a fresh time anchor for the new scale)."""
+        tsc, platform_ns, _ = self.platform_sample()
+        local, warps = self.timebase.raw_now(tsc), self.timebase.warps
+        self.timebase.calibrate(tsc, platform_ns)
+        trace = self.pcpu.trace
+        trace.trace(TRC_TIME_CALIBRATE, local, local >> 32, platform_ns, platform_ns >> 32,
+                    self.timebase.warps - warps)
+        trace.time_up()
 
     def set_domain_timer(self, vcpu, deadline: int) -> None:
         """set_timer_op: one-shot VIRQ_TIMER at absolute system time `deadline` in the

@@ -13,6 +13,7 @@ from smpxen.sched.bvt import BVTAdjdom
 from smpxen.xen.dom0_ops import SCHED_INFO_GET
 from smpxen.sched.core import Action
 from smpxen.xen import errno
+from smpxen.xen.trace import TRC_SCHED_ADJDOM, TRC_SCHED_CTL, TRC_SCHED_SLEEP, TRC_SCHED_WAKE
 
 
 def _resched(pcpu, r) -> None:
@@ -26,6 +27,7 @@ def dom_pause(pcpu, domid: int, pause: bool) -> int:
     if not pause and not pcpu.vcpus[domid].info.flags & DFM_CONSTRUCTED:
         return -errno.EINVAL              # Xen: a domain runs only once BUILDDOMAIN made it
     now = pcpu.clock.now()
+    pcpu.trace.trace(TRC_SCHED_SLEEP if pause else TRC_SCHED_WAKE, domid)
     r = pcpu.sched.ctrl_pause(domid, now) if pause else pcpu.sched.ctrl_unpause(domid, now)
     _resched(pcpu, r)
     schedule.mirror_domain_state(pcpu)
@@ -35,6 +37,7 @@ def dom_pause(pcpu, domid: int, pause: bool) -> int:
 def dom_adjust(pcpu, domid: int, direction: int, params):
     if not pcpu.sched.has_domain(domid):
         return -errno.ESRCH
+    pcpu.trace.trace(TRC_SCHED_ADJDOM, domid)
     if direction == SCHED_INFO_GET:
         got = pcpu.sched.adjdom(domid, direction)
         if isinstance(got, int):
@@ -45,6 +48,7 @@ def dom_adjust(pcpu, domid: int, direction: int, params):
 
 
 def sched_ctl_local(pcpu, direction: int, ctx_allow: int) -> int:
+    pcpu.trace.trace(TRC_SCHED_CTL)
     rc, value = pcpu.sched.sched_ctl(direction, ctx_allow)
     return value
 

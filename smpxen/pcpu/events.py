@@ -23,6 +23,9 @@ from smpxen.hv.event_channel import EvtchnTables
 from smpxen.ipc import messages as M
 from smpxen.sched.core import Action
 from smpxen.pcpu.schedule import EXIT_RESCHED
+from smpxen.sched.flags import DFM_BLOCKED
+from smpxen.xen.trace import (IDLE_DOMAIN_ID, TRC_EVTCHN_SEND, TRC_EVTCHN_SET, TRC_EVTCHN_UPCALL,
+                               TRC_SCHED_WAKE)
 
 
 def event_pending(shared) -> bool:
@@ -87,12 +90,17 @@ class EventDelivery:
 
     def _set_local(self, v, port: int) -> None:
         self.counts["events_set"] += 1
-        if not evtchn_set_pending(v.shared, port):
-            return
+        raised = evtchn_set_pending(v.shared, port)
         pcpu = self.pcpu
+        if pcpu.trace_mask & TRC_EVTCHN_SET:
+            pcpu.trace.put(TRC_EVTCHN_SET, v.domid, port, int(raised))
+        if not raised:
+            return
         sched = pcpu.sched
         if v.ended or sched is None or not sched.has_domain(v.domid):
             return
+        if pcpu.trace_mask & TRC_SCHED_WAKE and sched.flags(v.domid) & DFM_BLOCKED:
+            pcpu.trace.put(TRC_SCHED_WAKE, v.domid)
         r = sched.unblock(v.domid, pcpu.clock.now())       # domain_unblock: wake if blocked
         if r.action == Action.NOW and v is not pcpu.current:
             pcpu.exit = EXIT_RESCHED             # inside a hook: stop the slice
@@ -108,8 +116,14 @@ class EventDelivery:
         self.tables.end_delivery(domid, port)
         self.set_pending(domid, port)
 
+    def send(self, domid: int, port: int, sender: int) -> None:
+        """A send: by domain `sender` (EVTCHNOP_send) or the hypervisor (a VIRQ)."""
+        if self.pcpu.trace_mask & TRC_EVTCHN_SEND:
+            self.pcpu.trace.put(TRC_EVTCHN_SEND, domid, port, sender)
+        self.set_pending(domid, port)
+
     def send_virq(self, domid: int, virq: int) -> None:
-        self.set_pending(domid, self.tables.virq_port(domid, virq))
+        self.send(domid, self.tables.virq_port(domid, virq), IDLE_DOMAIN_ID)
 
     def pending(self, domid: int) -> bool:
         """An unmasked event is pending for our domain `domid`."""
@@ -129,5 +143,6 @@ class EventDelivery:
             return None
         v.shared.vcpu_data[0].evtchn_upcall_mask = 1
         self.counts["upcalls"] += 1
+        self.pcpu.trace.trace(TRC_EVTCHN_UPCALL, v.domid, t.event_address)
         return self.pcpu.traps.bounce_to(v, t.event_cs, t.event_address, context)
 

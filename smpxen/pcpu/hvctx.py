@@ -90,7 +90,7 @@ class HvContext:
 
     def evtchn_set_pending(self, domid: int, port: int) -> None:
         """Set a port pending, routed to the PCPU that hosts the domain."""
-        self._pcpu.events.set_pending(domid, port)
+        self._pcpu.events.send(domid, port, self.current.domid)
 
     # ---- the domain controller (smpxen/hv/event_channel.py, smpxen/hv/console.py) ---
     def ctrl_if_notify(self) -> None:
@@ -131,6 +131,13 @@ class HvContext:
         if direction == SCHED_INFO_PUT:
             domctl.broadcast(self._pcpu, "sched_ctl", [direction, ctx_allow])
         return value
+
+    def trace(self, event: int, d1: int = 0, d2: int = 0, d3: int = 0, d4: int = 0, d5: int = 0) -> None:
+        self._pcpu.trace.trace(event, d1, d2, d3, d4, d5)
+
+    def tbuf_info(self) -> tuple[int, int] | None:
+        h = self._pcpu.frames.header
+        return (h.tbuf_maddr, h.tbuf_size) if h.tbuf_size else None
 
     def physinfo(self) -> dict:
         pcpu = self._pcpu

@@ -16,6 +16,7 @@ from smpxen.sched.core import SchedCore
 from smpxen.sched.flags import DFM_CRASHED, DFM_SHUTDOWN
 from smpxen.shm.domains import DS_CRASHED, DS_SHUTDOWN
 from smpxen.xen.structs import SharedInfo
+from smpxen.xen.trace import SHUTDOWN_CRASH, TRC_SCHED_DOM_ADD, TRC_SCHED_SHUTDOWN
 from smpxen.xen.xen import SHUTDOWN_NAMES, VIRQ_DOM_EXC
 
 PING_COUNT = 32      # IPI round trips measured at the start of day (the report's ipi_rtt_us)
@@ -26,6 +27,7 @@ def start(pcpu, spec: dict) -> None:
     with its BVT parameters, unpaused."""
     pcpu.mailbox.connect_peers(pcpu.nr_pcpus)
     pcpu.clock.start()
+    pcpu.trace.time_up()                 # records can be placed on system time from here
     for line in spec.get("printk", ()):       # what the machine printed while it built the domains
         pcpu.printk.printk(line)
     now = pcpu.clock.now()
@@ -35,6 +37,7 @@ def start(pcpu, spec: dict) -> None:
         shared = SharedInfo.from_buffer(pcpu.ram.mem, info.shared_info_mfn << 12)
         pcpu.vcpus[domid] = Vcpu(domid, info, shared)
         sched.add_domain(domid, now, paused=True)
+        pcpu.trace.trace(TRC_SCHED_DOM_ADD, domid)
         params = spec.get("bvt", {}).get(domid)
         if params:
             rc = sched.adjdom(domid, SCHED_INFO_PUT, BVTAdjdom(
@@ -61,6 +64,7 @@ def end_domain(pcpu, vcpu: Vcpu, how: str, code: int, detail: str) -> None:
         return
     vcpu.ended = how
     vcpu.detail = detail
+    pcpu.trace.trace(TRC_SCHED_SHUTDOWN, vcpu.domid, code if how == "shutdown" else SHUTDOWN_CRASH)
     pcpu.console.domain_ended(vcpu)
     now = pcpu.clock.now()
     if how == "shutdown":

@@ -44,6 +44,7 @@ from smpxen.pcpu.printk import PrintkRing
 from smpxen.pcpu.privcmd import Privcmd
 from smpxen.pcpu.schedule import EXIT_RESCHED
 from smpxen.pcpu.stats import pcpu_stats
+from smpxen.pcpu.trace import PcpuTrace
 from smpxen.pcpu.vcpu import Vcpu
 from smpxen.sched.core import SchedCore
 from smpxen.shm.domains import DomainTable
@@ -52,6 +53,7 @@ from smpxen.shm.layout import Layout
 from smpxen.shm.locks import Locks
 from smpxen.shm.ram import MachineRAM
 from smpxen.xen.hypercall import HYPERCALL_VECTOR, NR_HYPERCALLS, name as hypercall_name
+from smpxen.xen.trace import TRC_HCALL_ENTRY, TRC_HCALL_EXIT, TRC_SCHED_S_TIMER_FN
 
 EXIT_PREEMPTED = "preempted"     # a long hypercall made a continuation: serve, then resume
 IDLE_WAIT_S = 1.0                # idle: a message or a deadline wakes us; this is a backstop
@@ -63,7 +65,7 @@ class Pcpu:
         self.nr_pcpus = boot["nr_pcpus"]
         self.console_io_for_all = boot["console_io"] == "all"
         self.ram = MachineRAM.attach(boot["fd"], boot["ram_bytes"])
-        self.layout = Layout.compute(boot["ram_bytes"], self.nr_pcpus)
+        self.layout = Layout.compute(boot["ram_bytes"], self.nr_pcpus, trace_pages=boot.get("trace_pages", 0))
         self.locks = Locks(self.ram.fd)
         self.frames = FrameTable(self.ram, self.layout, self.locks)
         self.domains = DomainTable(self.ram, self.layout)
@@ -87,6 +89,8 @@ class Pcpu:
         self.core = CpuCore(self.ram, self.layout, self.index, boot["probes"])
         self.instr_rate = self.core.measure_rate()
         self.clock = PcpuClock(self, boot)
+        self.trace = PcpuTrace(self)         # this PCPU's trace buffer (pcpu/trace.py)
+        self.trace_mask = self.trace.mask    # hot paths test it before tracing
         self.core.attach(on_interrupt=self._on_interrupt, on_rdtsc=self.clock.read_tsc)
         self.mailbox = Mailbox(self, boot["tag"], self.core.stop,
                                immediate={M.IPI_TSC_SYNC: self.clock.zero_tsc})
@@ -141,8 +145,12 @@ class Pcpu:
         v = self.current
         v.hypercalls += 1
         v.hypercalls_by_nr[nr] += 1
+        if self.trace_mask & TRC_HCALL_ENTRY:
+            self.trace.put(TRC_HCALL_ENTRY, v.domid, nr, args[1], args[2], args[3])
         rc = do_hypercall(self.hv, *args)
         core.set_result(rc)
+        if self.trace_mask & TRC_HCALL_EXIT:
+            self.trace.put(TRC_HCALL_EXIT, v.domid, nr, rc)
         # The result histogram, with int keys (named at report time): errnos and 0
         # as themselves, any positive value as 1.
         key = rc if rc <= 0 else 1
@@ -278,6 +286,7 @@ class Pcpu:
             if self.pending_kills:
                 domain.do_pending_kills(self)
             if self.sched.poll(self.clock.now()):
+                self.trace.trace(TRC_SCHED_S_TIMER_FN)      # the slice ended (s_timer)
                 schedule.reschedule(self)
             if self.privcmd.jobs and self.privcmd.service():
                 continue                    # Domain-0's user space ran: look again

@@ -118,6 +118,7 @@ class Mailbox:
         self.to_machine.send(M.encode(*parts))
 
     def send_ipi(self, target: int, kind: str, *payload) -> None:
+        self.pcpu.trace.ipi_sent(target, kind, payload)     # before it leaves: causes precede effects
         self._peer(target).send(M.encode(kind, self.index, *payload))
         self.counts["ipis_sent"][kind] += 1
 
@@ -219,6 +220,7 @@ class Mailbox:
                 continue
             if kind in M.IPI_KINDS:
                 self.counts["ipis_received"][kind] += 1
+                pcpu.trace.ipi_received(msg)
             handler = MESSAGE_HANDLERS.get(kind)
             if handler is None:
                 raise RuntimeError(f"unexpected message {kind!r} from {msg[1]}")

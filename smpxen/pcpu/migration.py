@@ -21,6 +21,7 @@ from smpxen.pcpu import schedule
 from smpxen.pcpu.bounce import ThreadState
 from smpxen.pcpu.vcpu import Vcpu
 from smpxen.xen.structs import SharedInfo
+from smpxen.xen.trace import TRC_MIGRATE_IN, TRC_MIGRATE_OUT
 
 
 def migrate_out(pcpu, domid: int, target: int) -> bool:
@@ -29,6 +30,7 @@ def migrate_out(pcpu, domid: int, target: int) -> bool:
     if v is None or v.ended or target == pcpu.index:
         return False
     now = pcpu.clock.now()
+    pcpu.trace.trace(TRC_MIGRATE_OUT, domid, target)
     pcpu.sched.pause(domid, now)
     if v is pcpu.current:
         schedule.reschedule(pcpu)      # saves its context and runs something else
@@ -70,6 +72,7 @@ def migrate_in(pcpu, payload: dict) -> None:
     v.hypercall_results = collections.Counter(results)
     v.pcpus_ran = set(ran)
     pcpu.vcpus[domid] = v
+    pcpu.trace.trace(TRC_MIGRATE_IN, domid)
     pcpu.ctrl_if.migrate_in(domid, payload["console_rx"])
     now = pcpu.clock.now()
     if pcpu.clock.model == "percpu":

@@ -24,6 +24,7 @@ from smpxen.shm.frametable import (PGT_l1_page_table, PGT_type_mask, PGT_va_mask
 from smpxen.shm.layout import GDT_VIRT_START, HV_GDT_VA, LDT_VIRT_START
 from smpxen.xen import arch_x86_32 as A
 from smpxen.xen.xen import DOMID_IO, DOMID_XEN, VMASST_TYPE_writable_pagetables
+from smpxen.xen.trace import TRC_MM_PTWR_FLUSH, TRC_MM_SHOOTDOWN, TRC_MM_TLB_FLUSH
 
 PTWR_PT_ACTIVE = 0
 PTWR_PT_INACTIVE = 1
@@ -127,6 +128,7 @@ class Paging:
             self.core.flush_translations()
         self.clock.flushed(self.cpu, t, translations)
         self.counts["tlb_flush_local"] += 1
+        self.pcpu.trace.trace(TRC_MM_TLB_FLUSH, int(translations))
 
     def switched(self) -> None:
         """A domain switch reloaded CR3 (the soft TLB was flushed): a clock event.
@@ -150,9 +152,11 @@ class Paging:
         """Flush every PCPU in `cpus` and wait until each acknowledged. With a frame
         stamp, PCPUs whose last flush is newer than the stamp are skipped (the clock)."""
         cpus = set(cpus)
+        skipped = 0
         if stamp is not None and self.use_flush_clock:
             need = set(self.clock.cpus_needing_flush(cpus, stamp, translations))
-            self.counts["tlb_flush_ipis_avoided"] += len(cpus - need - {self.cpu})
+            skipped = len(cpus - need - {self.cpu})
+            self.counts["tlb_flush_ipis_avoided"] += skipped
             cpus = need
         assert self.mm.lock.depth == 0, "flush IPIs must not wait under Locks.mm"
         if self.cpu in cpus:
@@ -161,6 +165,8 @@ class Paging:
         if remote:
             self.counts["tlb_flush_ipis_sent"] += len(remote)
             self.counts["tlb_shootdowns"] += 1
+            mask = sum(1 << c for c in remote)
+            self.pcpu.trace.trace(TRC_MM_SHOOTDOWN, len(remote), skipped, mask, mask >> 32)
             self.pcpu.mailbox.call_many(remote, "mm_flush", (translations,))
 
     def revoke_mappings(self, d: int, mfn: int) -> int:
@@ -386,6 +392,7 @@ class Paging:
         mm = self.mm
         d = self.domid
         self.counts["ptwr_flushes"] += 1
+        self.pcpu.trace.trace(TRC_MM_PTWR_FLUSH, d, which, s.l1_mfn)
         bad = None
         with mm.lock:
             mm.write_entry(s.pte_ma, mm.read_entry(s.pte_ma) & ~RW)

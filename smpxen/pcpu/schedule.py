@@ -8,6 +8,9 @@ from smpxen.arch import x86
 from smpxen.pcpu import vcpuctx
 from smpxen.pcpu.clock import PERIODIC
 from smpxen.sched.flags import DFM_BLOCKED, DFM_RUNNING, SCHED_OWNED_MASK
+from smpxen.xen.trace import (IDLE_DOMAIN_ID, TRC_SCHED_BLOCK, TRC_SCHED_DOM_REM, TRC_SCHED_DOM_TIMER_FN,
+                               TRC_SCHED_FALLBACK_TIMER_FN, TRC_SCHED_SWITCH, TRC_SCHED_T_TIMER_FN,
+                               TRC_SCHED_YIELD)
 from smpxen.xen.xen import VIRQ_TIMER
 
 EXIT_RESCHED = "resched"
@@ -15,11 +18,13 @@ INITIAL_EFLAGS = x86.EFLAGS_IF | x86.EFLAGS_RESERVED1
 
 
 def yield_current(pcpu) -> None:
+    pcpu.trace.trace(TRC_SCHED_YIELD, pcpu.current.domid)
     pcpu.sched.yield_(pcpu.current.domid, pcpu.clock.now())
     pcpu.exit = EXIT_RESCHED
 
 
 def block_current(pcpu) -> None:
+    pcpu.trace.trace(TRC_SCHED_BLOCK, pcpu.current.domid)
     pcpu.sched.block(pcpu.current.domid, pcpu.clock.now())
     pcpu.exit = EXIT_RESCHED
 
@@ -51,6 +56,7 @@ def reschedule(pcpu) -> None:
         if pcpu.sched.has_domain(v.domid):
             pcpu.ended_cpu_time[v.domid] = pcpu.sched.cpu_time(v.domid)
             pcpu.sched.remove_domain(v.domid)
+            pcpu.trace.trace(TRC_SCHED_DOM_REM, v.domid)
             v.info.flags &= ~(DFM_RUNNING | DFM_BLOCKED)    # off every run queue for good
     mirror_domain_state(pcpu)
 
@@ -58,6 +64,8 @@ def reschedule(pcpu) -> None:
 def switch_to(pcpu, nxt) -> None:
     """Save the running domain's CPU state and load nxt's (None: go idle)."""
     prev, core = pcpu.current, pcpu.core
+    pcpu.trace.trace(TRC_SCHED_SWITCH, IDLE_DOMAIN_ID if prev is None else prev.domid, 0,
+                     IDLE_DOMAIN_ID if nxt is None else nxt.domid, 0)
     if prev is not None:
         # Xen flushes writable page tables on the way out; an ended domain's too, so
         # no slot of it is left for the next domain (its frames may be torn down).
@@ -105,14 +113,17 @@ def run_timers(pcpu) -> None:
     for key in pcpu.clock.due():
         v = pcpu.current
         if key == "tick":            # Xen's t_timer: time update + VIRQ_TIMER to the runner
+            pcpu.trace.trace(TRC_SCHED_T_TIMER_FN)
             if v is not None and pcpu.sched.runnable(v.domid):
                 update_dom_time(pcpu, v)
                 pcpu.events.send_virq(v.domid, VIRQ_TIMER)
         elif key == "fallback":      # time update only
+            pcpu.trace.trace(TRC_SCHED_FALLBACK_TIMER_FN)
             if v is not None:
                 update_dom_time(pcpu, v)
         else:                        # ("domain", domid): its set_timer_op timer
             v = pcpu.vcpus.get(key[1])
+            pcpu.trace.trace(TRC_SCHED_DOM_TIMER_FN, key[1])
             if v is not None and not v.ended:
                 update_dom_time(pcpu, v)
                 pcpu.events.send_virq(v.domid, VIRQ_TIMER)

@@ -49,6 +49,7 @@ def pcpu_stats(pcpu) -> dict:
             "emulated seconds x this core's measured ALU-loop rate (an upper bound)",
         "alu_loop_rate_mips": round(pcpu.instr_rate / 1e6, 1),
         "time": pcpu.clock.describe(),
+        "trace": pcpu.trace.summary(),
         "host_cpu_s": round(cpu.user + cpu.system, 3),
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         **_memory(proc),

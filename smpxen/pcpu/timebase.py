@@ -45,11 +45,16 @@ class Xen2Timebase:
             self.shared.g.prev_now = now
         return now
 
-    def raw_now(self) -> int:
-        """System time from the stamp and the local counter, without the global
-        monotonic guard: what a guest extrapolating on this CPU computes."""
+    def raw_now(self, tsc: int | None = None) -> int:
+        """System time from the stamp and the local counter (or `tsc`), without the
+        global monotonic guard: what a guest extrapolating on this CPU computes."""
         scale, stamp, _ = self._scale_and_stamp()
-        return stamp.stime_irq + xen2.get_time_delta(self.read_tsc(), stamp, scale)
+        return stamp.stime_irq + xen2.get_time_delta(self.read_tsc() if tsc is None else tsc, stamp, scale)
+
+    def ns_per_cycle_q32(self) -> int:
+        """The scale extrapolation uses, as ns per counter cycle in 32.32 fixed point."""
+        scale, _, _ = self._scale_and_stamp()
+        return scale.scale >> scale.rdtsc_bitshift
 
     def shared_fields(self) -> xen2.SharedTimeFields:
         scale, stamp, _ = self._scale_and_stamp()
@@ -68,7 +73,7 @@ class Xen2Timebase:
                               stime_irq=stamp.stime_irq, wc_sec=stamp.wc_sec, wc_usec=stamp.wc_usec,
                               prev_now=0)
 
-    def pit_tick(self, late_ns: int = 0) -> None:
+    def pit_tick(self, late_ns: int = 0) -> xen2.Xen2Stamp:
         """The timer CPU's PIT interrupt. `late_ns` is how long after the PIT fired
         the simulator got to it (its polling, not Xen's IRQ latency, which is
         microseconds): the stamp takes the counter value at the interrupt, as the
@@ -79,6 +84,7 @@ class Xen2Timebase:
         with self.shared.lock:
             self.shared.write(full_tsc_irq=stamp.full_tsc_irq, shifted_tsc_irq=stamp.shifted_tsc_irq,
                               stime_irq=stamp.stime_irq, wc_sec=stamp.wc_sec, wc_usec=stamp.wc_usec)
+        return stamp
 
     def settime(self, secs: int, usecs: int, system_time_base: int) -> None:
         with self.shared.lock:
@@ -107,7 +113,13 @@ class PercpuTimebase:
     def now(self) -> int:
         return xen3.get_s_time(self.cpu_time, self.read_tsc())
 
-    raw_now = now
+    def raw_now(self, tsc: int | None = None) -> int:
+        return xen3.get_s_time(self.cpu_time, self.read_tsc() if tsc is None else tsc)
+
+    def ns_per_cycle_q32(self) -> int:
+        """The scale extrapolation uses, as ns per counter cycle in 32.32 fixed point."""
+        sc = self.cpu_time.tsc_scale
+        return sc.mul_frac << sc.shift if sc.shift >= 0 else sc.mul_frac >> -sc.shift
 
     def calibrate(self, tsc: int, master_stime: int) -> None:
         local = xen3.get_s_time(self.cpu_time, tsc)

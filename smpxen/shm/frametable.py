@@ -73,6 +73,11 @@ class MachineHeader(ctypes.LittleEndianStructure):
         ("tlbflush_time", u32 * MAX_PCPUS),   # per PCPU: clock value at its last full flush
         ("tbflush_time", u32 * MAX_PCPUS),    # per PCPU: clock value at its last translation-cache flush
         ("tb_stale", u8 * MAX_PCPUS),         # per PCPU: drop translated code before running a domain
+        # Trace buffers (smpxen/trace/area.py): DOM0_GETTBUFS's answer (0, 0: none)
+        # and the event mask every PCPU applies.
+        ("tbuf_maddr", u32),
+        ("tbuf_size", u32),
+        ("tb_event_mask", u32),
     ]
 
 

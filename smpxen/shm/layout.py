@@ -20,6 +20,8 @@ share is here, so every PCPU process reads the same state:
   frame table             one FrameInfo per frame (owner, counts, type, flush stamp)
   domain table            one DomainInfo per domain slot
   event channels          one table of NR_EVENT_CHANNELS ports per domain slot
+  trace buffers           trace_pages per PCPU, if any (smpxen/xen/trace.py); Domain-0
+                          reads them (DOM0_GETTBUFS), only their PCPU writes them
 
 Guests map none of this writable; only the M2P table (user-readable) and the entry
 machinery (supervisor-only) are mapped at all, through Xen's L2 slots 1008..1023.
@@ -95,9 +97,11 @@ class Layout:
     evtchn_mfn: int
     evtchn_frames: int
     hv_frames: int          # first frame of the free pool
+    tbuf_mfn: int = 0       # PCPU i's trace buffer: trace_pages frames from tbuf_mfn + i * trace_pages
+    trace_pages: int = 0
 
     @classmethod
-    def compute(cls, ram_bytes: int, nr_pcpus: int, check: bool = True) -> "Layout":
+    def compute(cls, ram_bytes: int, nr_pcpus: int, check: bool = True, trace_pages: int = 0) -> "Layout":
         from smpxen.shm.frametable import FrameInfo
         from smpxen.shm.domains import DomainInfo
         if not 1 <= nr_pcpus <= MAX_PCPUS:
@@ -130,11 +134,12 @@ class Layout:
         dt = take(dt_frames)
         ev_frames = pages(MAX_DOMAINS * NR_EVENT_CHANNELS * EVTCHN_ENTRY_SIZE)
         ev = take(ev_frames)
+        tbufs = take(nr_pcpus * trace_pages)
         if check and cur + 16 > nr_frames:
             raise ValueError(f"{ram_bytes >> 20} MiB of RAM cannot hold the hypervisor region")
         return cls(ram_bytes, nr_pcpus, nr_frames, header, gdt, tramp, stacks, window, hv_l1,
                    idle_pd, probe_pd, probe_l1, probe, m2p_l1, m2p, m2p_frames, ft, ft_frames,
-                   dt, dt_frames, ev, ev_frames, cur)
+                   dt, dt_frames, ev, ev_frames, cur, tbufs, trace_pages)
 
     @staticmethod
     def reserve_bytes(nr_pcpus: int, ram_bytes: int) -> int:
@@ -153,6 +158,10 @@ class Layout:
 
     def stack_va(self, pcpu: int) -> int:
         return HV_STACKS_VA + pcpu * PAGE_SIZE
+
+    def tbuf_maddr(self, pcpu: int) -> int:
+        """Machine address of PCPU `pcpu`'s trace buffer (its t_buf header)."""
+        return (self.tbuf_mfn + pcpu * self.trace_pages) * PAGE_SIZE
 
     @property
     def m2p_va(self) -> int:

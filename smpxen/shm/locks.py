@@ -18,6 +18,7 @@ LOCK_MM = 0          # frame table, free pool, page types and counts
 LOCK_DOMAINS = 1     # domain table allocation, domain ids
 LOCK_EVTCHN = 2      # event-channel tables
 LOCK_TIME = 3        # global timebase stamp (xen2 model)
+LOCK_TRACE_READER = 4  # held by the one process reading the trace buffers (smpxen/trace/area.py)
 
 
 class SharedLock:

@@ -114,6 +114,15 @@ class SchedId(_Packed):
     _fields_ = [("sched_id", u32)]
 
 
+class GetTbufs(_Packed):
+    """DOM0_GETTBUFS (OUT): the machine address of CPU 0's trace buffer and the size
+    of each buffer in bytes (buffer i is at mach_addr + i * size); smpxen/xen/trace.py."""
+    _fields_ = [("mach_addr", u32), ("_pad", u32), ("size", u32)]
+
+
+assert ctypes.sizeof(GetTbufs) == 12
+
+
 class GetMemList(_Packed):
     _fields_ = [("domain", u16), ("_pad0", u16), ("_pad1", u32), ("max_pfns", u32), ("_pad2", u32),
                 ("buffer", u32), ("_pad3", u32), ("num_pfns", u32), ("_pad4", u32)]

@@ -10,6 +10,7 @@ EBUSY = 16
 EINVAL = 22
 ENOSPC = 28
 ENOSYS = 38
+ENODATA = 61
 
 NAMES = {v: k for k, v in dict(globals()).items() if k.isupper()}
 

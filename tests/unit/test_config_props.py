@@ -148,7 +148,10 @@ SCHEMA = {
                 "memory_mib": pair(st.integers(8, 256), st.integers(0, 5000)),
                 "time_model": choice(TIME_MODELS, ("xen3", "")),
                 "console_io": choice(CONSOLE_IO_MODES, ("none",)),
-                "scheduler": choice(SCHEDULERS, ("credit",))},
+                "scheduler": choice(SCHEDULERS, ("credit",)),
+                "trace_pages": pair(st.integers(0, 64), st.integers(-5, 10 ** 6)),
+                "trace_mask": pair(st.sampled_from(["all", "sched,ipi", 0x20000, "0x01000000"]),
+                                   st.sampled_from(["nope", "", 0, -1, 1 << 32, 1.5]))},
     "clock": {"freq_mhz": freq, "offset_cycles": u64, "drift_ppm": drift},
     "pcpu": {"index": pair(st.integers(0, 3), st.integers(-1, 70)),
              "freq_mhz": freq, "offset_cycles": u64, "drift_ppm": drift},
@@ -226,7 +229,9 @@ def _check_machine_can_run(cfg: MachineConfig) -> None:
         assert abs(c.drift_ppm) <= MAX_DRIFT_PPM
     doms = cfg.all_domains
     assert 1 <= len(doms) <= MAX_DOMAINS
-    free = cfg.memory_bytes - Layout.reserve_bytes(cfg.cpus, cfg.memory_bytes)
+    assert 0 <= cfg.trace_pages <= 4096 and 0 < cfg.trace_mask <= 0xFFFFFFFF
+    reserved = Layout.compute(cfg.memory_bytes, cfg.cpus, trace_pages=cfg.trace_pages).hv_frames * 4096
+    free = cfg.memory_bytes - reserved
     assert sum(d.memory_bytes + OVERHEAD for d in doms) <= free
     assert len({d.name for d in doms}) == len(doms)
     for d in doms:
