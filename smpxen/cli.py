@@ -44,6 +44,11 @@ def main():
                    "dotted path, arrays of tables by index, e.g. --set machine.time_model=percpu "
                    "--set domain.0.cmdline=200000 --set clock.pcpu.1.drift_ppm=50. VALUE is a "
                    "TOML value, or else a plain string.")
+@click.option("--input", "console_input", is_flag=True,
+              help="Send what arrives on standard input (on a terminal, each line as you type "
+                   "it) to Domain-0's console: Domain-0 gets VIRQ_CONSOLE and reads it with "
+                   "console_io(CONSOLEIO_read), as Xen 2.0's serial line. Off by default: "
+                   "smpxen up never reads its input otherwise.")
 @click.option("--status", "status_s", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
               help="Print a status line (elapsed time, domains still running) on stderr this "
                    "often; 0 turns it off. Default: every 10 s when stderr is a terminal.")
@@ -54,7 +59,7 @@ def main():
 @click.option("--trace-mask", default=None, metavar="MASK",
               help="Xen's trace event mask: a number (0x00020000) or classes joined by commas "
                    "(sched,ipi,hcall,evtchn,mm,migrate,time,dom0op,gen; all). Default: all.")
-def up(cpus, config_path, report, timeout, quiet, probe_time_ms, migrate, sets, status_s,
+def up(cpus, config_path, report, timeout, quiet, probe_time_ms, migrate, sets, console_input, status_s,
        trace_path, trace_mask):
     """Boot a machine and run its domains until they have all shut down.
 
@@ -103,6 +108,7 @@ def up(cpus, config_path, report, timeout, quiet, probe_time_ms, migrate, sets, 
                    "or set machine.trace_pages)", err=True)
         sys.exit(2)
     opts = RunOptions(report=report, timeout=timeout, quiet=quiet, probe_time_ms=probe_time_ms,
+                      console_input=console_input,
                       migrate=moves, status_s=status_s, trace=trace_path)
     try:
         status = Machine(cfg, opts).run()

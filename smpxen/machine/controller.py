@@ -20,7 +20,10 @@ any domain when the machine has no Domain-0 (smpxen/domain/ctrl_channel.py)."""
 from __future__ import annotations
 
 import collections
+import os
+import select
 import struct
+import time
 from dataclasses import dataclass, field
 
 from smpxen.domain.ctrl_ring import make_msg, parse_msg
@@ -32,7 +35,7 @@ from smpxen.xen.domain_controller import (CMSG_CONSOLE, CMSG_CONSOLE_DATA, CMSG_
                                           MemRequest)
 
 MAX_QUEUED = 64                   # requests waiting for room in one domain's ring
-CONSOLE_QUEUE_BYTES = 4096        # of which console input, in bytes
+CONSOLE_QUEUE_BYTES = 2048        # console input waiting, in bytes (what is typed beyond is dropped)
 PAGES_PER_MIB = 256
 
 
@@ -94,19 +97,21 @@ class DomainController:
             return len(data)
         rings = self.rings.setdefault(domid, DomainRings())
         queued = sum(len(r.data) for r in rings.queue if r.what == "console")
-        room = max(0, CONSOLE_QUEUE_BYTES - queued)
-        data = bytes(data[:room])
-        for i in range(0, len(data), CONTROL_MSG_DATA):
-            chunk = data[i:i + CONTROL_MSG_DATA]
+        data = bytes(data[:max(0, CONSOLE_QUEUE_BYTES - queued)])
+        taken = 0
+        while taken < len(data):
             last = rings.queue[-1] if rings.queue else None
             if last is not None and last.what == "console" and len(last.data) < CONTROL_MSG_DATA:
-                fill = CONTROL_MSG_DATA - len(last.data)
-                last.data += chunk[:fill]
-                chunk = chunk[fill:]
-            if chunk:
-                self._queue(Request(domid, "console", CMSG_CONSOLE, CMSG_CONSOLE_DATA, bytearray(chunk)))
-        self._pump(domid)
-        return len(data)
+                chunk = data[taken:taken + CONTROL_MSG_DATA - len(last.data)]
+                last.data += chunk
+            elif len(rings.queue) < MAX_QUEUED:
+                chunk = data[taken:taken + CONTROL_MSG_DATA]
+                rings.queue.append(Request(domid, "console", CMSG_CONSOLE, CMSG_CONSOLE_DATA, bytearray(chunk)))
+            else:
+                break
+            taken += len(chunk)
+            self._pump(domid)
+        return taken
 
     def shutdown(self, domid: int, subtype: int, on_done=None) -> None:
         """CMSG_SHUTDOWN: the guest answers, then shuts down with that reason."""
@@ -205,3 +210,33 @@ class DomainController:
         """(requests in the ring unanswered, requests waiting for room)."""
         rings = self.rings.get(domid)
         return (len(rings.outstanding), len(rings.queue)) if rings else (0, 0)
+
+
+class TerminalInput:
+    """`smpxen up --input`: what arrives on standard input goes to Domain-0's console,
+    as Xen 2.0 passes the serial line's characters to Domain-0 (a terminal in its
+    usual line mode hands over a line at a time; Ctrl-D ends the input). A machine
+    driver (smpxen/machine/experiments.py): looked at every POLL_S."""
+    POLL_S = 0.02
+
+    def __init__(self, fd: int, controller: DomainController, stream):
+        self.fd = fd
+        self.controller = controller
+        self.stream = stream
+        self.next_at = time.monotonic()
+
+    def due(self) -> float:
+        return self.next_at if self.fd is not None else time.monotonic() + 3600
+
+    def fire(self, _outboxes) -> None:
+        self.next_at = time.monotonic() + self.POLL_S
+        while self.fd is not None and select.select([self.fd], [], [], 0)[0]:
+            data = os.read(self.fd, 4096)
+            if not data:
+                self.fd = None                  # end of input
+                return
+            try:
+                self.controller.console_input(0, data)
+            except ControlError as e:
+                self.stream.write(f"smpxen: --input: {e}; no more input is read\n")
+                self.fd = None

@@ -27,7 +27,7 @@ from smpxen.domain.builder import BuildError, DomainBuilder, DomainRequest
 from smpxen.ipc import endpoints, messages as M
 from smpxen.machine import spawn
 from smpxen.machine.console import ConsoleMux
-from smpxen.machine.controller import DomainController
+from smpxen.machine.controller import DomainController, TerminalInput
 from smpxen.machine.images import KernelError, load_kernel
 from smpxen.shm.boot import assemble_trampoline, format_hypervisor_region
 from smpxen.shm.domains import DomainTable
@@ -60,6 +60,7 @@ class RunOptions:
     probe_time_ms: float | None = None            # sample every PCPU's system time this often
     migrate: list = field(default_factory=list)   # [(domain name, period ms)]
     status_s: float = 0.0                          # a status line on stderr this often (0: never)
+    console_input: bool = False                    # standard input goes to Domain-0's console
     trace: str | None = None                       # read the trace buffers into this file
 
 
@@ -151,6 +152,8 @@ class Machine:
         t0 = time.monotonic()
         reqs = self._prepare_domains()        # may raise MachineError before anything exists
         names = {r.name for r in self.records.values()}
+        if self.opts.console_input and 0 not in self.records:
+            raise MachineError("--input: the machine has no Domain-0 to send the input to")
         for name, _period in self.opts.migrate:
             if name not in names:
                 raise MachineError(f"--migrate: no domain named {name!r} (domains: {', '.join(sorted(names))})")
@@ -250,6 +253,8 @@ class Machine:
             self.drivers.append(self.collector)
         if self.opts.status_s > 0:
             self.drivers.append(StatusLine(self.opts.status_s, self.records, sys.stderr))
+        if self.opts.console_input:
+            self.drivers.append(TerminalInput(sys.stdin.fileno(), self.controller, sys.stderr))
         if self.opts.probe_time_ms:
             self.time_probe = TimeProbe(self.opts.probe_time_ms, self.cfg.cpus, self.epoch_ns)
             self.drivers.append(self.time_probe)

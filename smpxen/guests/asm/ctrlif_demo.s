@@ -89,8 +89,12 @@ op_done:
 do_work:
     cmp dword ptr [is_dom0], 0
     jne dw_dom0
+dw_ring:
     call ctrl_if_rx
-    jmp dw_lines
+    test eax, eax
+    jz dw_lines
+    call print_lines                # makes room for input left in the ring
+    jmp dw_ring
 dw_dom0:
     # console_io(CONSOLEIO_read) until empty, into the runtime's input buffer
     mov ecx, CTRL_INPUT_SIZE
@@ -138,9 +142,13 @@ dw_done:
     ret
 
 # print_lines: every complete line in ctrl_in_buf as "input=<line>" (CR or LF ends a
-# line; an empty line is skipped); what follows the last one stays. As Domain-0 a
-# line "halt" powers off.
+# line; an empty line is skipped); what follows the last one stays, unless it fills
+# the buffer (then it is a line too). As Domain-0 a line "halt" powers off.
 print_lines:
+    cmp dword ptr [ctrl_in_len], CTRL_INPUT_SIZE
+    jb pl_start
+    mov byte ptr [ctrl_in_buf + 255], 10            # a full buffer: its last byte ends it
+pl_start:
     xor ebx, ebx                    # start of the current line
     xor ecx, ecx                    # scan position
 pl_scan:

@@ -919,8 +919,9 @@ ctrl_respond:
 
 # ctrl_if_rx -> EAX = requests handled: every request the controller put in the rx
 # ring, each copied out, handled and answered in order (__ctrl_if_rx_tasklet):
-#   CMSG_CONSOLE_DATA   bytes appended to ctrl_in_buf (CTRL_INPUT_SIZE; the rest
-#                       counted in ctrl_in_dropped)
+#   CMSG_CONSOLE_DATA   bytes appended to ctrl_in_buf (CTRL_INPUT_SIZE); a message
+#                       that does not fit is left in the ring (and what follows it):
+#                       call again once the guest has emptied ctrl_in_buf
 #   CMSG_SHUTDOWN       answered, then shutdown with the same reason; if the guest set
 #                       ctrl_shutdown_deferred, only noted in ctrl_shutdown_req
 #                       (reason + 1) for it to act on
@@ -945,6 +946,15 @@ crx_next:
     and esi, 7
     shl esi, 6
     lea esi, [ebx + esi + CI_RX_RING]
+    # console input that does not fit stays in the ring until the guest has taken
+    # what ctrl_in_buf holds (the controller then waits, holding the rest)
+    cmp word ptr [esi], CMSG_CONSOLE      # type and subtype: CMSG_CONSOLE_DATA
+    jne crx_take
+    movzx ecx, byte ptr [esi + 3]
+    add ecx, [ctrl_in_len]
+    cmp ecx, CTRL_INPUT_SIZE
+    ja crx_unlock
+crx_take:
     mov edi, ctrl_rx_msg
     mov ecx, 16
     rep movsd dword ptr es:[edi], dword ptr [esi]
