@@ -96,3 +96,79 @@ def run_up(*args, report_dir: Path, timeout: float = 60.0, env=None) -> RunResul
         kill_group(proc)
     data = json.loads(report.read_text()) if report.exists() else None
     return RunResult(proc.returncode, out, err, data)
+
+
+class LiveMachine:
+    """A machine left running for `smpxen xm` (a context manager): `smpxen up` with a
+    report, its control endpoint's tag read from its stderr; xm(...) runs the CLI,
+    request(...) talks to the endpoint in this process; stop() ends it with SIGINT
+    and returns its RunResult. Whatever happens, the process group goes."""
+
+    def __init__(self, config: Path, report_dir: Path, *args, startup_s: float = 60.0):
+        import threading
+        import time
+        self.report = Path(report_dir) / "report.json"
+        self.proc = spawn_machine("up", "--config", config, "--report", self.report, *args,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.stderr_lines: list[str] = []
+        self.tag = None
+        started = threading.Event()
+
+        def read_stderr():
+            for line in self.proc.stderr:
+                self.stderr_lines.append(line)
+                if self.tag is None and "control endpoint" in line:
+                    self.tag = line.rsplit("--machine ", 1)[1].split()[0]
+                    started.set()
+            started.set()
+        self._out: list[str] = []
+        self._readers = [threading.Thread(target=read_stderr, daemon=True),
+                         threading.Thread(target=lambda: self._out.extend(self.proc.stdout), daemon=True)]
+        for t in self._readers:
+            t.start()
+        give_up = time.monotonic() + startup_s
+        while not started.wait(0.1):
+            if time.monotonic() > give_up:
+                break
+        if self.tag is None:
+            kill_group(self.proc)
+            raise AssertionError("the machine did not open its control endpoint:\n" + "".join(self.stderr_lines))
+
+    def wait_for(self, text: str, timeout: float = 30.0) -> None:
+        """Until a console line of the machine (its stdout) contains `text`."""
+        import time
+        give_up = time.monotonic() + timeout
+        while not any(text in line for line in list(self._out)):
+            if time.monotonic() > give_up or self.proc.poll() is not None:
+                raise AssertionError(f"no console line with {text!r}:\n" + "".join(self._out)
+                                     + "".join(self.stderr_lines))
+            time.sleep(0.05)
+
+    def xm(self, *args, timeout: float = 60.0) -> subprocess.CompletedProcess:
+        return subprocess.run(smpxen_command("xm", "--machine", self.tag, *args), capture_output=True,
+                              text=True, timeout=timeout, env=machine_env())
+
+    def request(self, verb: str, *args) -> tuple[bool, str, str | None]:
+        from smpxen.control.xm import find_machine, request
+        endpoint, pid = find_machine(self.tag)
+        return request(endpoint, verb, [str(a) for a in args], pid=pid)
+
+    def stop(self, timeout: float = 30.0) -> RunResult:
+        import json
+        try:
+            os.kill(self.proc.pid, signal.SIGINT)
+            self.proc.wait(timeout=timeout)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+        finally:
+            kill_group(self.proc)
+        for t in self._readers:
+            t.join(5)
+        data = json.loads(self.report.read_text()) if self.report.exists() else None
+        return RunResult(self.proc.returncode, "".join(self._out), "".join(self.stderr_lines), data)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        kill_group(self.proc)

@@ -18,6 +18,7 @@ GROUPS = {
     "fuzz": ("smpxen.bench.fuzz", "run"),
     "trace": ("smpxen.bench.trace", "run"),
     "scale": ("smpxen.bench.scale", "run"),
+    "control": ("smpxen.bench.control", "run"),
 }
 
 

@@ -3,30 +3,30 @@ make hypercalls as Domain-0, as Xen's tools do through XenLinux's privcmd device
 
 Design. Hypercall arguments are guest pointers into Domain-0's memory, and only the
 PCPU hosting Domain-0 may write Domain-0's memory (docs/design.md, invariant 1). So
-user space has a region of Domain-0's memory of its own, the privcmd window: the
-last PRIVCMD_PAGES pages of Domain-0's memory, which the boot-time builder maps at
-PRIVCMD_VA and leaves out of start_info.nr_pages so Domain-0's kernel never uses
-them (smpxen/domain/builder.py). A request is a list of steps - stores into the
+user space has a region of Domain-0's address space of its own, the privcmd window
+at PRIVCMD_VA, which the boot-time builder sets up from the last pages of Domain-0's
+memory and leaves out of start_info.nr_pages, so Domain-0's kernel never uses them
+(smpxen/domain/builder.py). A request is a list of steps - stores into the
 window, hypercalls with pointers into it, loads from it - sent to the PCPU hosting
 Domain-0, which runs them on Domain-0's VCPU between slices as Domain-0 would
 (smpxen/pcpu/privcmd.py) and answers with their results. Nothing else of the
 machine process reaches the hypervisor: every privilege check applies (a domU making
 the same hypercalls gets -EPERM), and a wild pointer is -EFAULT.
 
-The window's first ARG_PAGES pages hold arguments (bump-allocated per request); the
-other MAP_PAGES pages are where foreign frames get mapped (mmu_update with
-MMUEXT_SET_FOREIGNDOM into the window's own L1, whose machine address Domain-0's
-kernel knows: the machine built it), so user space can fill another domain's frames
-as xc_map_foreign_range lets Xen's tools."""
+The window's first ARG_PAGES pages, Domain-0's own, hold arguments (bump-allocated
+per request); the other MAP_PAGES pages of it are unmapped, and are where foreign
+frames get mapped (mmu_update with MMUEXT_SET_FOREIGNDOM into the window's own L1,
+whose machine address Domain-0's kernel knows: the machine built it), so user space
+can fill another domain's frames as xc_map_foreign_range lets Xen's tools."""
 from __future__ import annotations
 
 from smpxen.control.endpoint import STOP, XmError
-from smpxen.domain.builder import PRIVCMD_PAGES, PRIVCMD_VA
+from smpxen.domain.builder import PRIVCMD_ARG_PAGES, PRIVCMD_PAGES, PRIVCMD_VA
 from smpxen.ipc import messages as M
 from smpxen.xen import errno
 
 PAGE = 4096
-ARG_PAGES = PRIVCMD_PAGES // 2
+ARG_PAGES = PRIVCMD_ARG_PAGES
 MAP_PAGES = PRIVCMD_PAGES - ARG_PAGES
 ARG_BASE = PRIVCMD_VA
 MAP_BASE = PRIVCMD_VA + ARG_PAGES * PAGE

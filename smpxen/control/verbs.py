@@ -54,12 +54,15 @@ def domain_id(s: Session, xc: Xc, text: str) -> int:
 
 
 # ---- domains ------------------------------------------------------------------------------
-@verb("list", "list [DOM...]", "the domains: Name, Id, Mem(MB), CPU, State, Time(s)")
+@verb("list", "list [-l|--long] [DOM...]",
+      "the domains: Name, Id, Mem(MB), CPU, State, Time(s); --long adds each one's VCPU context")
 def xm_list(s: Session) -> str:
     xc = _xc(s)
     names = s.machine.names()
-    if s.args:
-        infos = [xc.domain_info(domain_id(s, xc, a)) for a in s.args]
+    args = [a for a in s.args if a not in ("-l", "--long")]
+    long = len(args) != len(s.args)
+    if args:
+        infos = [xc.domain_info(domain_id(s, xc, a)) for a in args]
     else:
         infos = xc.domains()
     lines = ["Name              Id  Mem(MB)  CPU  State  Time(s)"]
@@ -68,15 +71,40 @@ def xm_list(s: Session) -> str:
             continue                           # destroyed between the two questions
         lines.append(f"{names.get(d.domid, f'domain{d.domid}')[:16]:<16s} {d.domid:3d}  "
                      f"{d.tot_pages * 4096 >> 20:7d}  {d.cpu:3d}  {d.state:>5s}  {d.cpu_time_ns / 1e9:7.1f}")
+        if long:
+            lines += ["    " + line for line in _context_lines(xc, d)]
     return "\n".join(lines) + "\n"
 
 
-@verb("create", "create FILE|KERNEL [--name N] [--memory MIB] [--cpu N|auto] [--cmdline TEXT]",
-      "build a domain from a domain file (.toml) or a kernel, and start it")
+def _context_lines(xc: Xc, d) -> list[str]:
+    """DOM0_GETDOMAININFO with a context: the domain's VCPU, as xm list --long shows it."""
+    try:
+        c = xc.domain_context(d.domid)
+    except XmError as e:
+        return [f"context: {e}"]
+    r = c.cpu_ctxt
+    traps = sum(1 for t in c.trap_ctxt if t.address)
+    return [f"tot_pages={d.tot_pages} max_pages={d.max_pages} shared_info_frame={d.shared_info_frame:#x} "
+            f"shutdown_code={d.shutdown_code}",
+            f"eip={r.eip:#010x} esp={r.esp:#010x} eflags={r.eflags:#010x} cs={r.cs:#06x} ss={r.ss:#06x} "
+            f"ds={r.ds:#06x}",
+            f"eax={r.eax:#010x} ebx={r.ebx:#010x} ecx={r.ecx:#010x} edx={r.edx:#010x} "
+            f"esi={r.esi:#010x} edi={r.edi:#010x} ebp={r.ebp:#010x}",
+            f"pt_base={c.pt_base:#010x} ldt_base={c.ldt_base:#010x} ldt_ents={c.ldt_ents} "
+            f"gdt_ents={c.gdt_ents} guestos_ss={c.guestos_ss:#06x} guestos_esp={c.guestos_esp:#010x}",
+            f"event_callback={c.event_callback_cs:#06x}:{c.event_callback_eip:#010x} "
+            f"failsafe_callback={c.failsafe_callback_cs:#06x}:{c.failsafe_callback_eip:#010x} "
+            f"fast_trap={c.fast_trap_idx:#x} traps_set={traps} fpu_valid={c.flags & 1}"]
+
+
+@verb("create", "create FILE|KERNEL [--name N] [--memory MIB] [--cpu N|auto] [--cmdline TEXT] [-p]",
+      "build a domain from a domain file (.toml) or a kernel and start it (-p, --paused: "
+      "leave it paused)")
 def xm_create(s: Session) -> str:
     from smpxen.guests.assemble import bundled_guest_names
     from smpxen.machine.images import KernelError, load_kernel
-    target, opts = domfile.parse_create_args(s.args)
+    paused = "--paused" in s.args or "-p" in s.args
+    target, opts = domfile.parse_create_args([a for a in s.args if a not in ("--paused", "-p")])
     try:
         spec = domfile.load(target, opts, s.path, s.machine.cpus, bundled_guest_names())
     except ConfigError as e:
@@ -93,8 +121,8 @@ def xm_create(s: Session) -> str:
                                         "memory_bytes": spec.memory_bytes,
                                         "cmdline": spec.render_cmdline(domid), "bvt": spec.bvt})
     domid = build.build_domain(_xc(s), image, spec.memory_bytes, spec.render_cmdline, spec.cpu,
-                               spec.bvt, named)
-    return f"domain {domid} ({spec.name}) created\n"
+                               spec.bvt, named, unpause=not paused)
+    return f"domain {domid} ({spec.name}) created{' paused' if paused else ''}\n"
 
 
 @verb("destroy", "destroy DOM", "terminate a domain at once: its memory, channels and id go back")
@@ -192,3 +220,11 @@ def xm_dmesg(s: Session) -> str:
     clear = bool(s.args)
     text = _xc(s).readconsole(D.CONSOLE_RING_SIZE, clear).decode(errors="replace")
     return "" if clear else text
+
+
+@verb("audit", "audit", "a digest of the hypervisor's tables and the memory audit of every "
+      "domain, as JSON (for tests: smpxen/machine/hvstate.py)", needs_dom0=False)
+def xm_audit(s: Session) -> str:
+    import json
+    _args(s, 0, "no arguments")
+    return json.dumps(s.machine.hv_state(), sort_keys=True) + "\n"

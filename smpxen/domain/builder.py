@@ -9,12 +9,14 @@ read-only, the L2 is pinned and becomes the domain's base pointer. The guest sta
 in ring 1 at the image's entry with ESI = start_info, ESP = top of the stack,
 and events masked.
 
-Domain-0 also gets its privcmd window (smpxen/control/privcmd.py): the last
-PRIVCMD_PAGES pages of its memory, mapped writable at PRIVCMD_VA (the last guest L2
-slot below the hypervisor, 0xFBC00000) by one more L1 taken from its memory too.
-They are left out of start_info.nr_pages and the pfn->mfn list, so the kernel never
-takes them for its own; they are where the machine, playing Domain-0's user space,
-puts the arguments of the hypercalls it makes as Domain-0."""
+Domain-0 also gets its privcmd window (smpxen/control/privcmd.py): PRIVCMD_PAGES
+pages of address space at PRIVCMD_VA (the last guest L2 slot below the hypervisor,
+0xFBC00000), mapped by one more L1. The first PRIVCMD_ARG_PAGES of them are the
+last pages of its memory, mapped writable: where the machine, playing Domain-0's
+user space, puts the arguments of the hypercalls it makes as Domain-0; the rest are
+left unmapped, for the frames of other domains user space maps there. Those pages
+and the L1 are left out of start_info.nr_pages and the pfn->mfn list, so the kernel
+never takes them for its own."""
 from __future__ import annotations
 
 import ctypes
@@ -38,10 +40,12 @@ L2_PROT = A._PAGE_PRESENT | A._PAGE_RW | A._PAGE_ACCESSED | A._PAGE_DIRTY | A._P
 # Frames a domain takes from the free pool besides its memory: its shared_info and
 # the PERDOMAIN L1 (the config loader counts them so a config that loads can build).
 DOMAIN_EXTRA_FRAMES = 2
-# Domain-0's privcmd window: its virtual address and size (see above).
+# Domain-0's privcmd window: its virtual address, its size in pages, the pages of it
+# backed by Domain-0's own memory (see above).
 PRIVCMD_VA = 0xFBC00000
 PRIVCMD_PAGES = 128
-PRIVCMD_FRAMES = PRIVCMD_PAGES + 1          # the window and the L1 that maps it
+PRIVCMD_ARG_PAGES = 64
+PRIVCMD_FRAMES = PRIVCMD_ARG_PAGES + 1      # what Domain-0 gives up: those pages and the L1
 
 
 def visible_pages(memory_bytes: int, privileged: bool) -> int:
@@ -157,7 +161,7 @@ def bootstrap_pages(image: KernelImage, plan: dict, mfns: list[int], visible: in
         l1_tables[va >> 22][1][(va >> 12) & 1023] = (mfn << 12) | prot
     if len(mfns) > visible:                 # Domain-0's privcmd window, in its last L1 frame
         l2[PRIVCMD_VA >> 22] = (mfns[-1] << 12) | L2_PROT
-        window = [(mfn << 12) | L1_PROT for mfn in mfns[visible:visible + PRIVCMD_PAGES]]
+        window = [(mfn << 12) | L1_PROT for mfn in mfns[visible:visible + PRIVCMD_ARG_PAGES]]
         pages[len(mfns) - 1] = bytearray(struct.pack("<1024I", *window, *[0] * (1024 - len(window))))
     write(l2_va, struct.pack("<1024I", *l2))
     for l1_va, table in l1_tables.values():

@@ -51,6 +51,11 @@ class MachineFacts:
         """Machine RAM (MachineRAM), to read: the tbufs verb (smpxen/trace/xm_verbs.py)."""
         return self._m.ram
 
+    def hv_state(self) -> dict:
+        """A digest of the hypervisor's tables (smpxen/machine/hvstate.py)."""
+        from smpxen.machine.hvstate import snapshot
+        return snapshot(self._m.ram, self._m.layout)
+
     def names(self) -> dict[int, str]:
         with self._lock:
             return dict(self._names)

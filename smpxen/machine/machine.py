@@ -113,6 +113,7 @@ class Machine:
         self.past_records: list[DomainRecord] = []   # destroyed domains (their ids may be reused)
         self.control = None                          # the control plane (smpxen/machine/control.py)
         self.privcmd_l1: int | None = None           # the L1 mapping Domain-0's privcmd window
+        self.layout: Layout | None = None
         self.pcpu_stats: dict[int, dict] = {}
         self.pcpu_pids: dict[int, int] = {}
         self.interrupted: int | None = None
@@ -172,7 +173,7 @@ class Machine:
 
     def _run(self, reqs, t0) -> int:
         cfg = self.cfg
-        layout = Layout.compute(cfg.memory_bytes, cfg.cpus, trace_pages=cfg.trace_pages)
+        layout = self.layout = Layout.compute(cfg.memory_bytes, cfg.cpus, trace_pages=cfg.trace_pages)
         try:
             self.ram = MachineRAM.create(cfg.memory_bytes)
         except OutOfSharedMemory as e:

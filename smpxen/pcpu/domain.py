@@ -26,7 +26,7 @@ from __future__ import annotations
 from smpxen.ipc import messages as M
 from smpxen.pcpu import schedule, vcpuctx
 from smpxen.pcpu.vcpu import Vcpu
-from smpxen.sched.flags import DFM_CONSTRUCTED, DFM_DYING
+from smpxen.sched.flags import DFM_DYING
 from smpxen.shm.domains import DS_DYING, DS_RUNNING
 from smpxen.shm.frametable import FF_XEN_HEAP, OWNER_XEN
 from smpxen.shm.layout import MAX_DOMAINS

@@ -65,8 +65,8 @@ def _in_slice(pcpu) -> bool:
 
 def _registers(pcpu, v) -> tuple[Uc | None, dict]:
     """(a core holding v's context, or None if v never ran; v's guest registers)."""
-    core = pcpu.core
     if v is pcpu.current:
+        core = pcpu.core
         uc, saved = core.uc, core.save()
         regs = {name: core.read_reg(reg) for name, reg in REG.items()}
         if not _in_slice(pcpu):
