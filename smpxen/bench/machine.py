@@ -279,6 +279,10 @@ def boot_and_ipi(cpus: int = 4) -> dict:
         "ipi_rtt_us": {"median": round(statistics.median(r["median"] for r in rtts), 1),
                        "p99": round(max(r["p99"] for r in rtts), 1),
                        "samples": sum(r["samples"] for r in rtts)},
+        # Where a round trip goes (medians over the PCPUs of each one's median).
+        "ipi_rtt_steps_us": {step: round(statistics.median(p["ipi_rtt_steps_us"][step]
+                                                           for p in report["pcpus"]), 1)
+                             for step in report["pcpus"][0]["ipi_rtt_steps_us"]},
     }
 
 

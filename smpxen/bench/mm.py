@@ -1,5 +1,5 @@
 """Memory-management benchmarks (`smpxen bench` keys mmu_update_per_s,
-mmu_update_single_per_s, wrpt_faults_per_s and shootdown). Guests time their own
+mmu_update_single_per_s, wrpt_faults_per_s, shootdown and preemption). Guests time their own
 loops with rdtsc; shootdown figures come from the PCPU's own counters (wall time
 of each reuse flush, IPIs sent and avoided). The shootdown runs each machine twice,
 with Xen's TLB-flush clock and without it (SMPXEN_NO_FLUSH_CLOCK=1: every PCPU that
@@ -93,6 +93,50 @@ def shootdown_case(cpus: int, rounds: int, flush_clock: bool, yields: int) -> di
             "pcpus_that_may_cache": cpus - 1}
 
 
+NEIGHBOUR = """
+[machine]
+cpus = 1
+memory_mib = {machine_mib}
+{hog}
+[[domain]]
+name = "neighbour"
+kernel = "timer_test"
+cpu = 0
+cmdline = "{rounds}"
+"""
+HOG = """
+[[domain]]
+name = "hog"
+kernel = "batch_hog"
+cpu = 0
+memory_mib = {hog_mib}
+cmdline = "{entries} 1"
+"""
+
+
+def preemption(entries: int) -> dict:
+    """A domain sleeping on 3 ms timers beside one making an `entries`-entry
+    mmu_update and multicall batch on the same PCPU, against the same domain alone
+    (the floor of its lateness on this host, same run). The neighbour's rounds cover
+    the hog's whole run (about 10 us of batch work per entry on a quiet host)."""
+    hog_mib = 8 + entries * 40 * 2 // (1 << 20) + 4     # two 40-byte request lists
+    rounds = max(300, entries // 300)
+    alone = console_values(_machine(NEIGHBOUR.format(machine_mib=32, hog="", rounds=rounds))["domains"][0])
+    report = _machine(NEIGHBOUR.format(machine_mib=hog_mib + 48, rounds=rounds,
+                                       hog=HOG.format(hog_mib=hog_mib, entries=entries)), timeout=900)
+    doms = {d["name"]: d for d in report["domains"]}
+    hog, nb = console_values(doms["hog"]), console_values(doms["neighbour"])
+    if (hog["mmu_errors"], hog["multicall_errors"], hog["batches"]) != (0, 0, 1):
+        raise RuntimeError(f"batch_hog's batches went wrong: {hog}")
+    freq = report["pcpus"][0]["time"]["cpu_freq_hz"]
+    return {"entries": entries, "neighbour_rounds": rounds,
+            "mmu_batch_s": round(hog["mmu_kcycles"] * 1000 / freq, 2),
+            "multicall_batch_s": round(hog["multicall_kcycles"] * 1000 / freq, 2),
+            "continuations": doms["hog"]["hypercall_results"].get("continuation", 0),
+            "neighbour_late_us": {"mean": nb["mean_late_us"], "max": nb["max_late_us"]},
+            "alone_late_us": {"mean": alone["mean_late_us"], "max": alone["max_late_us"]}}
+
+
 def run(progress, quick: bool = False) -> dict:
     rounds = 40 if quick else 200
     progress("mmu_update batched/single and writable-page-table faults, 1 PCPU")
@@ -104,4 +148,7 @@ def run(progress, quick: bool = False) -> dict:
             shoot.setdefault(f"{cpus}cpu", {})["with_clock" if clock else "without_clock"] = \
                 shootdown_case(cpus, 20 if quick else 60, clock, 4000 if quick else 12000)
     out["shootdown"] = shoot
+    entries = 100_000 if quick else 1_000_000
+    progress(f"preemption: 3 ms timers beside {entries}-entry batches on one PCPU, and alone")
+    out["preemption"] = preemption(entries)
     return out

@@ -4,8 +4,6 @@ domain's end (Xen's domain_shutdown and domain_crash), and the moves queued by
 DOM0_PINCPUDOMAIN or the machine, done between slices (smpxen/pcpu/migration.py)."""
 from __future__ import annotations
 
-import time
-
 from smpxen.ipc import messages as M
 from smpxen.pcpu import migration
 from smpxen.pcpu.schedule import EXIT_RESCHED
@@ -20,6 +18,7 @@ from smpxen.xen.trace import SHUTDOWN_CRASH, TRC_SCHED_DOM_ADD, TRC_SCHED_SHUTDO
 from smpxen.xen.xen import SHUTDOWN_NAMES, VIRQ_DOM_EXC
 
 PING_COUNT = 32      # IPI round trips measured at the start of day (the report's ipi_rtt_us)
+PING_STEPS = ("wire_out", "callee_handoff", "wire_back", "caller_handoff")
 
 
 def start(pcpu, spec: dict) -> None:
@@ -52,9 +51,10 @@ def start(pcpu, spec: dict) -> None:
     if pcpu.nr_pcpus > 1 and spec.get("measure_ipi", True):
         peer = (pcpu.index + 1) % pcpu.nr_pcpus
         for _ in range(PING_COUNT):
-            t = time.perf_counter_ns()
-            pcpu.mailbox.call(peer, "ping")
-            pcpu.ipi_rtt_us.append((time.perf_counter_ns() - t) / 1000)
+            *steps, total = pcpu.mailbox.timed_ping(peer)
+            pcpu.ipi_rtt_us.append(total / 1000)
+            for name, ns in zip(PING_STEPS, steps):
+                pcpu.ipi_steps_us.setdefault(name, []).append(ns / 1000)
 
 
 def end_domain(pcpu, vcpu: Vcpu, how: str, code: int, detail: str) -> None:

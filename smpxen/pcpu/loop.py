@@ -83,6 +83,7 @@ class Pcpu:
         self.counts = {"hypercalls": 0, "slices": 0, "switches": 0, "traps": 0}
         self.emulated_s = 0.0
         self.ipi_rtt_us: list[float] = []
+        self.ipi_steps_us: dict[str, list[float]] = {}   # lifecycle.PING_STEPS -> samples
         self._hypercall_nr = None               # the hypercall the hook is running, if any
 
         # Collaborators, each given what it needs.

@@ -28,9 +28,16 @@ from smpxen.pcpu.watcher import Watcher
 # only reported, every WAIT_NOTE_S seconds.
 WAIT_NOTE_S = 10.0
 
+
+def _ping(pcpu, arrived_ns: int) -> list:
+    """When the call reached this PCPU (its watcher thread) and when it was handled
+    (the main thread), host monotonic ns: one clock for every process."""
+    return [arrived_ns, time.monotonic_ns()]
+
+
 # What another PCPU may ask this one to run: name -> function(pcpu, *args).
 REMOTE_FUNCTIONS = {
-    "ping": lambda pcpu: None,
+    "ping": _ping,
     "mm_flush": remote_mm_flush,
     "mm_revoke": remote_mm_revoke,
     "dom_pause": domctl.dom_pause,
@@ -55,6 +62,8 @@ DEFERRED = object()
 
 def _remote_call(pcpu, msg) -> None:
     seq, function, args = msg[2], msg[3], msg[4]
+    if function == "ping":
+        args = [pcpu.mailbox.watcher.arrivals.pop((M.IPI_CALL, msg[1], seq), 0)]
     pcpu.mailbox.calling = (msg[1], seq)
     result = REMOTE_FUNCTIONS[function](pcpu, *args)
     if result is not DEFERRED:
@@ -169,6 +178,21 @@ class Mailbox:
             REMOTE_FUNCTIONS[function](self.pcpu, *args)
         else:
             self.send_ipi(target, M.IPI_CALL, 0, function, list(args))
+
+    def timed_ping(self, target: int) -> tuple:
+        """An IPI round trip to `target` with the time of each step, in ns: the call
+        on the wire (send to the callee's watcher thread), the callee's handoff (its
+        watcher to its main thread), the reply on the wire, our own handoff, total."""
+        seq = self.next_seq()
+        key = (target, seq)
+        self.watcher.timed.add(key)
+        t0 = time.monotonic_ns()
+        self.send_ipi(target, M.IPI_CALL, seq, "ping", [])
+        arrived, handled = self.wait_reply(seq, f"pcpu{target} (ping)")
+        t_done = time.monotonic_ns()
+        self.watcher.timed.discard(key)
+        t_back = self.watcher.arrivals.pop((M.IPI_REPLY, *key))
+        return arrived - t0, handled - arrived, t_back - handled, t_done - t_back, t_done - t0
 
     def call_many(self, targets, function: str, args=()) -> list:
         """Run it on several PCPUs at once: send every request first, then wait for

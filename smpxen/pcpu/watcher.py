@@ -37,6 +37,9 @@ class Watcher(threading.Thread):
         self.running = False         # main thread: inside emu_start
         self.deadline_ns = None      # host monotonic ns at which to stop the slice
         self.received = 0
+        # Timed pings (Mailbox.timed_ping): when their calls and replies arrive here.
+        self.timed: set = set()          # (src, seq) of replies the main thread times
+        self.arrivals: dict = {}         # (kind, src, seq) -> arrival, host monotonic ns
         self._done = False
         self._asleep = False         # blocked in poll without a timeout
         self._kick_r, self._kick_w = os.pipe()
@@ -79,6 +82,10 @@ class Watcher(threading.Thread):
                     except zmq.Again:
                         break
                     msg = M.decode(data)
+                    kind = msg[0]
+                    if (kind == M.IPI_CALL and msg[3] == "ping") or \
+                            (kind == M.IPI_REPLY and (msg[1], msg[2]) in self.timed):
+                        self.arrivals[kind, msg[1], msg[2]] = self.clock_ns()
                     act = self.immediate.get(msg[0])
                     if act is not None:
                         act(msg)

@@ -85,7 +85,8 @@ def test_a_failing_remote_call_crashes_the_caller_not_the_remote_pcpu(tmp_path, 
             raise ValueError("remote side failed")
         mailbox.REMOTE_FUNCTIONS["dom_pause"] = broken
     """))
-    env = dict(os.environ, PYTHONPATH=str(site))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
     cfg = write_config(tmp_path, """
 [machine]
 cpus = 2

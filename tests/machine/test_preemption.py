@@ -3,7 +3,8 @@ mmu_update and multicall batches next to a domain on the same PCPU that sleeps o
 3 ms timers. Every batch completes with every entry done and checked, and the
 neighbour's timers are not held up by the batches: without continuations one batch
 holds the PCPU for a large part of a second. (How late the timers are is a measurement,
-`smpxen bench --group mm`: a few hundred microseconds on a quiet 2-core host.)"""
+`smpxen bench --group mm`, key `preemption`: about 0.2 ms on average and a few ms at
+worst on a quiet 2-core host, as late as the same domain alone.)"""
 import pytest
 
 from smpxen.testing import console_values, run_up, write_config
@@ -43,9 +44,10 @@ cmdline = "300"
     # Unpreempted, a wake-up due during a batch waits for the whole batch (0.8 s late
     # at worst on a quiet host); preempted, for the end of the hog's slice at most
     # (BVT's 5 ms context-switch allowance: 3 ms worst, 0.16 ms mean, quiet host).
-    # The bound is a tenth of the shortest batch, timed in the same run on the same
-    # clock: a host that starves the PCPU stretches both (an absolute bound failed
-    # under load with preemption working).
+    # The bound is half the shortest batch, timed in the same run on the same clock
+    # (0.1 s on a quiet host, 8x below the unpreempted 0.8 s): a loaded host
+    # stretches the batches too, and one host stall of tens of ms stays under it
+    # (a fixed 20 ms bound failed under load with preemption working).
     cycles_per_us = pcpu["time"]["cpu_freq_hz"] / 1e6
     shortest_batch_us = min(hog["mmu_kcycles"], hog["multicall_kcycles"]) * 1000 / 2 / cycles_per_us
-    assert tt["max_late_us"] < shortest_batch_us / 10, (tt, hog)
+    assert tt["max_late_us"] < shortest_batch_us / 2, (tt, hog)

@@ -73,3 +73,18 @@ def test_close_wakes_a_sleeping_watcher(watcher):
     watcher.close()
     assert not watcher.is_alive() and time.monotonic() - t < 1.0
     watcher.close = lambda: None                 # the fixture's close is done
+
+
+def test_ping_calls_and_timed_replies_get_their_arrival_time(watcher):
+    watcher.timed.add((2, 7))
+    before = time.monotonic_ns()
+    watcher.outbox.send(M.encode(M.IPI_CALL, 2, 7, "ping", []))       # same (src, seq) as the reply
+    watcher.outbox.send(M.encode(M.IPI_REPLY, 2, 7, None))            # timed
+    watcher.outbox.send(M.encode(M.IPI_REPLY, 2, 8, None))            # not timed
+    watcher.outbox.send(M.encode(M.IPI_CALL, 2, 9, "dom_pause", [1, True]))
+    end = time.monotonic() + 2
+    while len(watcher.queue) < 4:
+        assert time.monotonic() < end
+        time.sleep(0.001)
+    assert set(watcher.arrivals) == {(M.IPI_CALL, 2, 7), (M.IPI_REPLY, 2, 7)}
+    assert all(before <= t <= time.monotonic_ns() for t in watcher.arrivals.values())
