@@ -34,16 +34,19 @@ MACHINE = -1
 
 # PCPU -> machine
 ONLINE = "online"              # [ONLINE, pcpu, pid]
-CONSOLE = "console"            # [CONSOLE, pcpu, domid, bytes]
-CONSOLE_DROPPED = "console_dropped"  # [kind, pcpu, domid, nbytes]: output lost to its bound
+CONSOLE = "console"            # [CONSOLE, pcpu, domid, seq, bytes]
+# [kind, pcpu, domid, seq, nbytes]: output lost to its bound. seq numbers a domain's
+# CONSOLE and CONSOLE_DROPPED messages; the machine shows them in that order
+CONSOLE_DROPPED = "console_dropped"
 DOMAIN_ENDED = "domain_ended"  # [DOMAIN_ENDED, pcpu, domid, how, code, detail]
 STATS = "stats"                # [STATS, pcpu, dict]
 FATAL = "fatal"                # [FATAL, pcpu, message]: the PCPU is about to exit on an internal error
 PLATFORM_TIME_REQ = "platform_time_req"  # [kind, pcpu, seq]: read the platform timer
 TIME_SAMPLE = "time_sample"    # [kind, pcpu, seq, system time (raw, ns), host ns]: answer to TIME_PROBE
 MIGRATE_FAILED = "migrate_failed"  # [kind, pcpu, domid, target]: it does not host domid
-# [kind, pcpu, domid, id, message | None, why]: the guest's answer to a CTRL_REQUEST
-# (64 bytes), or None and why it could not be delivered
+# [kind, pcpu, domid, id, message | None, why, tot_pages | None]: the guest's answer to
+# a CTRL_REQUEST (64 bytes) and the domain's size when it answered, or None and why
+# it could not be delivered
 CTRL_RESPONSE = "ctrl_response"
 PRIVCMD_REPLY = "privcmd_reply"  # [kind, pcpu, seq, results, error]: Domain-0's user space done
 DOMAIN_CREATED = "domain_created"  # [kind, pcpu, domid, processor, max_pages]: DOM0_CREATEDOMAIN
@@ -54,8 +57,12 @@ HALT = "halt"                  # [HALT, MACHINE]
 PLATFORM_TIME = "platform_time"  # [kind, MACHINE, seq, ns since the machine's epoch]
 TIME_PROBE = "time_probe"      # [kind, MACHINE, seq]: report your system time (measurement only)
 MIGRATE = "migrate"            # [kind, MACHINE, domid, target pcpu]: move a domain
-CTRL_REQUEST = "ctrl_request"  # [kind, src, domid, message]: put it in the domain's control ring
-CONSOLE_INPUT = "console_input"  # [kind, src, domid, bytes]: Domain-0's console input
+# [kind, src, domid, seq, message]: put it in the domain's control ring
+CTRL_REQUEST = "ctrl_request"
+# [kind, src, domid, seq, bytes]: Domain-0's console input. seq numbers the machine's
+# CTRL_REQUESTs and CONSOLE_INPUTs to a domain; they reach it in that order
+# (smpxen/pcpu/ctrl_if.py)
+CONSOLE_INPUT = "console_input"
 PRIVCMD = "privcmd"            # [kind, src, seq, steps]: run as Domain-0's user space (pcpu/privcmd.py)
 # PCPU <-> PCPU: inter-processor interrupts
 IPI_EVENT_CHECK = "ipi_event_check"    # [kind, src]: look for work (events, wakeups)

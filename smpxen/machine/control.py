@@ -143,8 +143,10 @@ class ControlPlane:
     def _retire(self, domid: int) -> None:
         m = self.m
         rec = m.records.pop(domid)
+        m.console.release(domid)
         m.console.flush()
         rec.console = list(m.console.lines.pop(domid, ()))
         rec.console_dropped = (m.console.lines_dropped.pop(domid, 0), m.console.bytes_dropped.pop(domid, 0))
+        m.console.forget(domid)
         m.past_records.append(rec)
         self.facts.set_name(domid, None)

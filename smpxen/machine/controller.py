@@ -12,6 +12,10 @@ Its end of each domain's rings is worked by the PCPU hosting the domain
   (CTRL_RESPONSE) are matched by id and finish the request: a callback gets a
   result dict ({"ok": True, ...} or {"ok": False, "error": ...}).
 * a domain that ends fails what it had not answered.
+* every message to a domain (CTRL_REQUEST, CONSOLE_INPUT) carries the next number
+  of that domain's sequence: the PCPUs hand them over in that order however they
+  travel (smpxen/pcpu/ctrl_if.py). The numbers go on across reuses of a domain id,
+  so a message to a domain that is gone never passes for one to its successor.
 * console input for Domain-0 is not a ring message: it goes to Domain-0's PCPU,
   which queues it for CONSOLEIO_read and raises VIRQ_CONSOLE (Xen's serial input).
 
@@ -73,6 +77,7 @@ class DomainController:
         self.domtable = domtable
         self.send = send
         self.rings: dict[int, DomainRings] = {}
+        self.next_seq: dict[int, int] = {}  # domid -> number of its next message
         self.counts = collections.Counter()
 
     # ---- what users ask for --------------------------------------------------------
@@ -93,7 +98,7 @@ class DomainController:
         """Send typed input to a domain's console; returns the bytes accepted."""
         info = self._domain(domid, needs_ring=domid != 0)
         if domid == 0:
-            self.send(info.processor, M.CONSOLE_INPUT, M.MACHINE, 0, bytes(data))
+            self._send(info, 0, M.CONSOLE_INPUT, bytes(data))
             return len(data)
         rings = self.rings.setdefault(domid, DomainRings())
         queued = sum(len(r.data) for r in rings.queue if r.what == "console")
@@ -162,10 +167,16 @@ class DomainController:
             rings.outstanding[req.id_] = req
             rings.sent += 1
             self.counts[f"{req.what}_requests"] += 1
-            self.send(info.processor, M.CTRL_REQUEST, M.MACHINE, domid, req.message())
+            self._send(info, domid, M.CTRL_REQUEST, req.message())
 
-    def on_response(self, domid: int, id_: int, raw: bytes | None, why: str) -> None:
-        """CTRL_RESPONSE from a PCPU."""
+    def _send(self, info, domid: int, kind: str, data: bytes) -> None:
+        seq = self.next_seq.get(domid, 0)
+        self.next_seq[domid] = (seq + 1) & 0xFFFFFFFF
+        self.send(info.processor, kind, M.MACHINE, domid, seq, data)
+
+    def on_response(self, domid: int, id_: int, raw: bytes | None, why: str,
+                    tot_pages: int | None = None) -> None:
+        """CTRL_RESPONSE from a PCPU (tot_pages: the domain's size as it answered)."""
         rings = self.rings.get(domid)
         req = rings.outstanding.pop(id_, None) if rings else None
         if req is None:
@@ -175,16 +186,15 @@ class DomainController:
         if raw is None:
             self._finish(req, {"ok": False, "error": f"domain {domid}: not delivered: {why}"})
         else:
-            self._finish(req, self._result(req, raw))
+            self._finish(req, self._result(req, raw, tot_pages))
         self._pump(domid)
 
-    def _result(self, req: Request, raw: bytes) -> dict:
+    def _result(self, req: Request, raw: bytes, tot_pages: int | None) -> dict:
         type_, subtype, _id, data = parse_msg(raw)
         out = {"ok": True, "domid": req.domid}
         if req.what == "mem":
-            info = self.domtable.find(req.domid)
             out["target_pages"] = req.extra["target_pages"]
-            out["tot_pages"] = info.tot_pages if info is not None else None
+            out["tot_pages"] = tot_pages     # read now, it may already serve the next request
             if len(data) == struct.calcsize("<II"):
                 out["status"] = MemRequest.from_buffer_copy(data).status
             else:

@@ -239,7 +239,7 @@ class Machine:
         self._halt_pcpus()
         if self.collector is not None:
             self.trace_summary = self.collector.finish()
-        self.console.flush()
+        self.console.flush(held_too=True)
         self.timings["total_s"] = time.monotonic() - t0
         if self.opts.report:
             self._write_report(status)
@@ -350,10 +350,8 @@ class Machine:
 
     def _handle(self, msg) -> None:
         kind = msg[0]
-        if kind == M.CONSOLE:
-            self.console.feed(msg[2], msg[3])
-        elif kind == M.CONSOLE_DROPPED:
-            self.console.dropped(msg[2], msg[3])
+        if kind in (M.CONSOLE, M.CONSOLE_DROPPED):
+            self.console.arrived(kind == M.CONSOLE_DROPPED, *msg[2:])
         elif kind == M.DOMAIN_ENDED:
             _, pcpu, domid, how, code, detail = msg
             rec = self.records.get(domid)
@@ -383,7 +381,7 @@ class Machine:
         elif kind == M.MIGRATE_FAILED:
             pass   # the domain ended or moved meanwhile; the next period tries again
         elif kind == M.CTRL_RESPONSE:
-            self.controller.on_response(msg[2], msg[3], msg[4], msg[5])
+            self.controller.on_response(msg[2], msg[3], msg[4], msg[5], msg[6])
         elif kind == M.STATS:
             self.pcpu_stats[msg[1]] = msg[2]
         elif kind == M.FATAL:
@@ -405,7 +403,8 @@ class Machine:
                 break
             msg = self._recv(20)
             while msg is not None:
-                if msg[0] in (M.STATS, M.CONSOLE, M.DOMAIN_ENDED, M.PLATFORM_TIME_REQ, M.DOMAIN_DESTROYED):
+                if msg[0] in (M.STATS, M.CONSOLE, M.CONSOLE_DROPPED, M.DOMAIN_ENDED, M.PLATFORM_TIME_REQ,
+                              M.DOMAIN_DESTROYED):
                     self._handle(msg)
                 msg = self._recv(0)
 

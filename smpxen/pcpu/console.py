@@ -3,7 +3,13 @@ that runs the domain: a token bucket of BURST_BYTES refilled at RATE_BYTES_PER_S
 A write that does not fit is dropped whole and counted; when output is admitted
 again (or the domain ends) the machine is told how much was lost, and shows it in
 place as a note. So a domain flooding its console costs the machine process (and
-its report) a bounded rate, whatever it writes."""
+its report) a bounded rate, whatever it writes.
+
+A domain that moves writes from another PCPU, whose messages the machine may read
+before the ones still on their way from the last (its inbox takes turns between
+senders): so each domain's console messages are numbered, from a counter in its
+DomainInfo (it moves with the domain), and the machine shows them in that order
+(smpxen/machine/console.py)."""
 from __future__ import annotations
 
 import time
@@ -53,12 +59,18 @@ class ConsoleOut:
     def write(self, vcpu, data: bytes) -> None:
         admit, dropped = vcpu.console.admit(len(data), time.monotonic())
         if dropped:
-            self.mailbox.send_machine(M.CONSOLE_DROPPED, self.index, vcpu.domid, dropped)
+            self._send(vcpu, M.CONSOLE_DROPPED, dropped)
         if admit:
-            self.mailbox.send_machine(M.CONSOLE, self.index, vcpu.domid, data)
+            self._send(vcpu, M.CONSOLE, data)
 
     def domain_ended(self, vcpu) -> None:
         """Tell the machine what the domain's last writes lost."""
         dropped = vcpu.console.take_dropped()
         if dropped:
-            self.mailbox.send_machine(M.CONSOLE_DROPPED, self.index, vcpu.domid, dropped)
+            self._send(vcpu, M.CONSOLE_DROPPED, dropped)
+
+    def _send(self, vcpu, kind: str, payload) -> None:
+        info = vcpu.info
+        seq = info.console_seq
+        info.console_seq = (seq + 1) & 0xFFFFFFFF
+        self.mailbox.send_machine(kind, self.index, vcpu.domid, seq, payload)

@@ -218,6 +218,7 @@ def teardown(pcpu, v) -> int:
     pcpu.ended_cpu_time.pop(domid, None)
     pcpu.clock.timers.cancel(("domain", domid))
     pcpu.pending_migrations = [(d, t) for d, t in pcpu.pending_migrations if d != domid]
+    pcpu.ctrl_if.domain_gone(domid)
     ports = pcpu.events.tables.destroy_domain(domid)
     mm = pcpu.paging.mm
     held = mm.relinquish_memory(domid, info.pt_base_mfn)

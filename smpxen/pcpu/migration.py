@@ -9,8 +9,9 @@ in flight are forwarded by the PCPU that no longer hosts it (pcpu/events.py). So
 the LDT shadow (the domain's PERDOMAIN L1 and its frame references); only (base,
 ents) travel, and the target loads LDTR with its own selector at switch-in.
 Control-interface messages in flight are forwarded like events (pcpu/ctrl_if.py);
-the controller's ring indices are in the domain's DomainInfo, and Domain-0's queued
-console input travels in the payload."""
+the controller's ring indices and the number of its next message are in the
+domain's DomainInfo; Domain-0's queued console input and the messages that arrived
+before their turn travel in the payload."""
 from __future__ import annotations
 
 import collections
@@ -50,7 +51,7 @@ def migrate_out(pcpu, domid: int, target: int) -> bool:
         "counts": [v.hypercalls, v.slices, sorted(v.pcpus_ran), v.hypercall_results, v.hypercalls_by_nr],
         "time_view": now + v.time_offset,        # the latest time the domain can have seen
         "time_offset": v.time_offset,
-        "console_rx": pcpu.ctrl_if.migrate_out(domid),     # Domain-0's console input
+        "ctrl_if": pcpu.ctrl_if.migrate_out(domid),
     }
     del pcpu.vcpus[domid]
     v.info.processor = target
@@ -73,7 +74,7 @@ def migrate_in(pcpu, payload: dict) -> None:
     v.pcpus_ran = set(ran)
     pcpu.vcpus[domid] = v
     pcpu.trace.trace(TRC_MIGRATE_IN, domid)
-    pcpu.ctrl_if.migrate_in(domid, payload["console_rx"])
+    pcpu.ctrl_if.migrate_in(domid, payload["ctrl_if"])
     now = pcpu.clock.now()
     if pcpu.clock.model == "percpu":
         v.time_offset = max(0, payload["time_view"] - now)

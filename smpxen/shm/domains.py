@@ -19,13 +19,16 @@ DS_DYING = 5
 
 class CtrlIfState(ctypes.LittleEndianStructure):
     """The domain controller's end of the domain's control interface
-    (smpxen/domain/ctrl_ring.py): its event channel and its private ring indices."""
+    (smpxen/domain/ctrl_ring.py): its event channel, its private ring indices, and
+    the number of the next message from the controller to hand the domain
+    (smpxen/pcpu/ctrl_if.py delivers them in that order, wherever they arrive)."""
     _pack_ = 1
     _fields_ = [
         ("port", u16),                # the domain's domain_controller_evtchn (0: none)
         ("remote_port", u16),         # the controller's end, a port of Domain-0
         ("tx_req_cons", u32), ("tx_resp_prod", u32),
         ("rx_req_prod", u32), ("rx_resp_cons", u32),
+        ("in_seq", u32),
     ]
 
 
@@ -53,6 +56,7 @@ class DomainInfo(ctypes.LittleEndianStructure):
         ("perdomain_pt_mfn", u32),    # hypervisor L1 of the PERDOMAIN slot (GDT/LDT shadow)
         ("virq_to_evtchn", u16 * 8),  # Xen's per-domain VIRQ -> port map (0 = VIRQ_MISDIRECT port)
         ("ctrl", CtrlIfState),        # its control interface (smpxen/domain/ctrl_channel.py)
+        ("console_seq", u32),         # number of its next console message (smpxen/pcpu/console.py)
     ]
 
 

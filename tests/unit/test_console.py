@@ -41,3 +41,36 @@ def test_console_budget_is_a_token_bucket():
     assert b.admit(1, 10.0) == (True, 0)
     b.admit(BURST_BYTES + 1, 10.0)                  # never fits: always dropped
     assert b.take_dropped() == BURST_BYTES + 1 and b.take_dropped() == 0
+
+
+def test_console_messages_are_shown_in_the_order_the_domain_wrote_them():
+    """A domain that moves writes from another PCPU, whose messages may be read first
+    (smpxen/pcpu/console.py numbers them; the machine puts them back in order)."""
+    from types import SimpleNamespace
+
+    from smpxen.ipc import messages as M
+    from smpxen.pcpu.console import ConsoleBudget, ConsoleOut
+    sent = []
+    mailbox = SimpleNamespace(send_machine=lambda *parts: sent.append(parts))
+    v = SimpleNamespace(domid=1, info=SimpleNamespace(console_seq=0), console=ConsoleBudget())
+    ConsoleOut(mailbox, 0).write(v, b"one\n")
+    v.console.dropped = 7                                    # the bound dropped some on the way
+    ConsoleOut(mailbox, 1).write(v, b"two\n")                # after a move: the count went along
+    ConsoleOut(mailbox, 1).write(v, b"three\n")
+    assert [m[:4] for m in sent] == [(M.CONSOLE, 0, 1, 0), (M.CONSOLE_DROPPED, 1, 1, 1),
+                                     (M.CONSOLE, 1, 1, 2), (M.CONSOLE, 1, 1, 3)]
+    mux = ConsoleMux({1: "a"}, io.StringIO())
+    for kind, _pcpu, domid, seq, payload in (sent[2], sent[3], sent[0], sent[1]):   # pcpu1 read first
+        mux.arrived(kind == M.CONSOLE_DROPPED, domid, seq, payload)
+    assert list(mux.lines[1]) == ["one", "[smpxen: 7 bytes of console output dropped: over the domain's bound]",
+                                  "two", "three"]
+    assert mux.output_since(1, 0)[1].startswith(b"one\n\n[smpxen: 7 bytes")
+    mux.arrived(False, 1, 2, b"again\n")                     # a number passed: not shown twice
+    mux.arrived(False, 1, 6, b"six\n")                       # 4 and 5 still on their way
+    mux.flush()
+    assert list(mux.lines[1])[-1] == "three"
+    mux.flush(held_too=True)                                 # the run ends: shown all the same
+    assert list(mux.lines[1])[-1] == "six"
+    mux.forget(1)                                            # its id may be handed out again
+    mux.arrived(False, 1, 0, b"new\n")
+    assert list(mux.lines[1])[-1] == "new"

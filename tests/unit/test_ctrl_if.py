@@ -106,16 +106,16 @@ def test_console_input_goes_out_in_ring_sized_pieces(ctl):
     assert len(reqs) == DC.CONTROL_RING_SIZE            # the ring's worth; the rest waits
     assert ctl.pending(1) == (8, 1)
     got = b""
-    for cpu, _kind, src, domid, raw in reqs:
+    for n, (cpu, _kind, src, domid, seq, raw) in enumerate(reqs):
         t, s, i, payload = parse_msg(raw)
-        assert (cpu, src, domid, t, s) == (1, M.MACHINE, 1, DC.CMSG_CONSOLE, DC.CMSG_CONSOLE_DATA)
+        assert (cpu, src, domid, seq, t, s) == (1, M.MACHINE, 1, n, DC.CMSG_CONSOLE, DC.CMSG_CONSOLE_DATA)
         got += payload
-    ids = [parse_msg(r[4])[2] for r in reqs]
+    ids = [parse_msg(r[5])[2] for r in reqs]
     assert len(set(ids)) == 8 and DC.CONTROL_MSG_NO_ID not in ids
     ctl.on_response(1, ids[0], make_msg(0, 0, ids[0]), "")   # one answer lets one more out
     last = _requests(ctl.sent)[-1]
     assert ctl.pending(1) == (8, 0)
-    assert got + parse_msg(last[4])[3] == data
+    assert got + parse_msg(last[5])[3] == data and last[4] == 8
 
 
 def test_console_input_is_bounded_and_domain0_is_serial(ctl):
@@ -126,7 +126,7 @@ def test_console_input_is_bounded_and_domain0_is_serial(ctl):
     assert ctl.console_input(1, big) == in_ring        # the queue holds the bound, the ring the rest
     assert ctl.console_input(1, b"more") == 0          # a guest that does not read drops input
     assert ctl.console_input(0, b"ls\n") == 3
-    assert ctl.sent[-1] == (0, M.CONSOLE_INPUT, M.MACHINE, 0, b"ls\n")
+    assert ctl.sent[-1] == (0, M.CONSOLE_INPUT, M.MACHINE, 0, 0, b"ls\n")
 
 
 def test_requests_refused_at_once(ctl):
@@ -153,12 +153,11 @@ def test_answers_finish_requests(ctl):
     results = []
     ctl.mem_set(1, 600, results.append)
     ctl.shutdown(1, DC.CMSG_SHUTDOWN_REBOOT, results.append)
-    mem_req, shut_req = (r[4] for r in _requests(ctl.sent))
+    mem_req, shut_req = (r[5] for r in _requests(ctl.sent))
     t, s, i, payload = parse_msg(mem_req)
     assert (t, s, DC.MemRequest.from_buffer_copy(payload).target) == (DC.CMSG_MEM_REQUEST, 0, 600)
     answer = DC.MemRequest(600, 1)
-    ctl.doms.d[1].tot_pages = 600
-    ctl.on_response(1, i, make_msg(t, s, i, bytes(answer)), "")
+    ctl.on_response(1, i, make_msg(t, s, i, bytes(answer)), "", 600)
     assert results == [{"ok": True, "domid": 1, "target_pages": 600, "tot_pages": 600, "status": 1}]
     ctl.on_response(1, parse_msg(shut_req)[2], None, "the domain has shut down")
     assert results[-1] == {"ok": False, "error": "domain 1: not delivered: the domain has shut down"}
@@ -254,12 +253,14 @@ class FakePcpu:
         from smpxen.pcpu.ctrl_if import CtrlIf
         self.index = index
         self.ram = SimpleNamespace(mem=bytearray(4096))
-        self.info = SimpleNamespace(processor=index, shared_info_mfn=0,
+        self.info = SimpleNamespace(processor=index, shared_info_mfn=0, tot_pages=1024,
                                     ctrl=SimpleNamespace(port=1023, remote_port=1023, tx_req_cons=0,
-                                                         tx_resp_prod=0, rx_req_prod=0, rx_resp_cons=0))
+                                                         tx_resp_prod=0, rx_req_prod=0, rx_resp_cons=0,
+                                                         in_seq=0))
         self.vcpus = {1: SimpleNamespace(domid=1, info=self.info, ended=None)}
-        self.domains = SimpleNamespace(find=lambda d: self.info if d == 1 else (
-            SimpleNamespace(processor=index) if d == 0 else None))
+        dom0 = SimpleNamespace(processor=index, ctrl=SimpleNamespace(port=0, in_seq=0))
+        self.domains = SimpleNamespace(find=lambda d: self.info if d == 1 else (dom0 if d == 0 else None))
+        self.seq = {0: 0, 1: 0}
         self.ipis, self.machine, self.console_out, self.pending, self.virqs = [], [], [], [], []
         self.mailbox = SimpleNamespace(send_ipi=lambda *a: self.ipis.append(a),
                                        send_machine=lambda *a: self.machine.append(a))
@@ -271,6 +272,15 @@ class FakePcpu:
         from smpxen.domain.ctrl_ring import control_if_of
         from support.ctrl_guest import GuestPort
         self.guest = GuestPort(control_if_of(self.ram.mem, 0))
+
+    def request(self, domid, raw):
+        """The machine's next CTRL_REQUEST to domid."""
+        self.ctrl_if.on_message(M.CTRL_REQUEST, domid, self.seq.get(domid, 0), raw)
+        self.seq[domid] = self.seq.get(domid, 0) + 1
+
+    def console_input(self, domid, data):
+        self.ctrl_if.on_message(M.CONSOLE_INPUT, domid, self.seq[domid], data)
+        self.seq[domid] += 1
 
 
 def test_pcpu_serves_what_the_guest_sent():
@@ -291,7 +301,7 @@ def test_pcpu_serves_what_the_guest_sent():
 def test_pcpu_delivers_requests_and_returns_answers():
     p = FakePcpu()
     for i in range(9):
-        p.ctrl_if.on_request(1, make_msg(DC.CMSG_SHUTDOWN, 0, i))
+        p.request(1, make_msg(DC.CMSG_SHUTDOWN, 0, i))
     refused = p.machine.pop()
     assert refused[:5] == (M.CTRL_RESPONSE, 0, 1, 8, None) and "full" in refused[5]
     taken = p.guest.take_requests()
@@ -299,23 +309,47 @@ def test_pcpu_delivers_requests_and_returns_answers():
     for raw in taken[:3]:
         p.guest.send_response(raw)
     p.ctrl_if.guest_notified(p.vcpus[1])
-    assert [(m[3], m[4]) for m in p.machine] == [(i, taken[i]) for i in range(3)]
+    assert [(m[3], m[4], m[6]) for m in p.machine] == [(i, taken[i], 1024) for i in range(3)]
     p.vcpus[1].ended = "crashed"
-    p.ctrl_if.on_request(1, make_msg(DC.CMSG_SHUTDOWN, 0, 9))
+    p.request(1, make_msg(DC.CMSG_SHUTDOWN, 0, 9))
     assert p.machine[-1][4] is None and "crashed" in p.machine[-1][5]
-    p.ctrl_if.on_request(5, make_msg(DC.CMSG_SHUTDOWN, 0, 10))
+    p.request(5, make_msg(DC.CMSG_SHUTDOWN, 0, 10))
     assert p.machine[-1][4] is None and p.machine[-1][5] == "no such domain"
+    p.ctrl_if.on_message(M.CTRL_REQUEST, 1, 3, make_msg(DC.CMSG_SHUTDOWN, 0, 11))
+    assert p.machine[-1][5] == "no such domain"         # a number passed: sent to an earlier domain 1
+    p.info.ctrl.port = 0
+    p.request(1, make_msg(DC.CMSG_SHUTDOWN, 0, 12))
+    assert p.machine[-1][5] == "the domain has no control interface"
+
+
+def test_pcpu_keeps_a_domains_messages_in_order():
+    p = FakePcpu()
+    for seq in (2, 1, 4):
+        p.ctrl_if.on_message(M.CTRL_REQUEST, 1, seq, make_msg(DC.CMSG_SHUTDOWN, 0, seq))
+    assert p.guest.take_requests() == [] and p.info.ctrl.in_seq == 0        # waiting for 0
+    p.ctrl_if.on_message(M.CTRL_REQUEST, 1, 0, make_msg(DC.CMSG_SHUTDOWN, 0, 0))
+    assert [parse_msg(r)[2] for r in p.guest.take_requests()] == [0, 1, 2] and p.info.ctrl.in_seq == 3
+    moved = p.ctrl_if.migrate_out(1)                     # 4 goes along with the domain
+    assert moved["early"] == [[4, M.CTRL_REQUEST, make_msg(DC.CMSG_SHUTDOWN, 0, 4)]] and not p.ctrl_if.early
+    p.ctrl_if.migrate_in(1, moved)
+    p.ctrl_if.on_message(M.CTRL_REQUEST, 1, 3, make_msg(DC.CMSG_SHUTDOWN, 0, 3))
+    assert [parse_msg(r)[2] for r in p.guest.take_requests()] == [3, 4]
+    p.ctrl_if.on_message(M.CTRL_REQUEST, 1, 6, make_msg(DC.CMSG_SHUTDOWN, 0, 6))
+    p.ctrl_if.domain_gone(1)                             # destroyed: what waited is refused
+    assert p.machine[-1][3:6] == (6, None, "the domain was destroyed") and not p.ctrl_if.early
 
 
 def test_pcpu_forwards_what_is_no_longer_its_own():
     p = FakePcpu()
     del p.vcpus[1]
     p.info.processor = 3                                 # moved away
-    p.ctrl_if.on_request(1, make_msg(DC.CMSG_SHUTDOWN, 0, 1))
-    p.ctrl_if.on_console_input(1, b"abc")
-    assert [ipi[:3] for ipi in p.ipis] == [(3, M.CTRL_REQUEST, 1), (3, M.CONSOLE_INPUT, 1)]
+    p.request(1, make_msg(DC.CMSG_SHUTDOWN, 0, 1))
+    p.console_input(1, b"abc")
+    assert p.ipis == [(3, M.CTRL_REQUEST, 1, 0, make_msg(DC.CMSG_SHUTDOWN, 0, 1)),
+                      (3, M.CONSOLE_INPUT, 1, 1, b"abc")]
     p.info.processor = 0                                 # on its way here: not running anywhere
-    p.ctrl_if.on_request(1, make_msg(DC.CMSG_SHUTDOWN, 0, 2))
+    p.info.ctrl.in_seq = 2
+    p.request(1, make_msg(DC.CMSG_SHUTDOWN, 0, 2))
     assert len(p.guest.take_requests()) == 1 and len(p.ipis) == 2
 
 
@@ -323,16 +357,16 @@ def test_domain0_console_input_is_xens_serial_ring():
     from smpxen.pcpu.ctrl_if import SERIAL_RX_SIZE
     from smpxen.xen.xen import VIRQ_CONSOLE
     p = FakePcpu()
-    p.ctrl_if.on_console_input(0, b"ab")
-    p.ctrl_if.on_console_input(0, b"cd")
+    p.console_input(0, b"ab")
+    p.console_input(0, b"cd")
     assert p.virqs == [(0, VIRQ_CONSOLE)]               # raised when it stops being empty
     assert p.ctrl_if.console_input(0, 3) == b"abc"
     p.ctrl_if.console_input_consume(0, 3)
-    p.ctrl_if.on_console_input(0, b"x" * 200)
+    p.console_input(0, b"x" * 200)
     assert p.ctrl_if.counts["console_input_dropped"] == 200 - (SERIAL_RX_SIZE - 1)
     moving = p.ctrl_if.migrate_out(0)
-    assert len(moving) == SERIAL_RX_SIZE and p.ctrl_if.console_input(0, 500) == b""
+    assert len(moving["console_rx"]) == SERIAL_RX_SIZE and p.ctrl_if.console_input(0, 500) == b""
     q = FakePcpu(1)
-    q.ctrl_if.on_console_input(0, b"late")               # reached the new PCPU first
-    q.ctrl_if.migrate_in(0, b"early")
+    q.console_input(0, b"late")              # the next number, reached the new PCPU first
+    q.ctrl_if.migrate_in(0, {"console_rx": b"early", "early": []})
     assert q.ctrl_if.console_input(0, 100) == b"earlylate"
