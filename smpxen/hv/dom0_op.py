@@ -6,7 +6,6 @@ DOM0_DEBUG (Xen's pervasive debugger), DOM0_PCIDEV_ACCESS (no PCI devices),
 DOM0_SHADOW_CONTROL (no shadow page tables); DOM0_GETTBUFS belongs to tracing."""
 import ctypes
 import struct
-import struct
 
 from smpxen.hv.guestmem import GuestFault
 from smpxen.hv.iface import Hypervisor
@@ -130,6 +129,17 @@ def physinfo(hv: Hypervisor, op_va):
     p.total_pages, p.free_pages = info["total_pages"], info["free_pages"]
     _put_union(hv, op_va, p)
     return 0
+
+
+def gettbufs(hv: Hypervisor, op_va):
+    """Where the trace buffers are (Xen 2.0's get_tb_info): -ENODATA and zeros
+    when the machine has none."""
+    out = D.GetTbufs()
+    info = hv.tbuf_info()
+    if info is not None:
+        out.mach_addr, out.size = info
+    _put_union(hv, op_va, out)
+    return 0 if info is not None else -errno.ENODATA
 
 
 # ---- domains made and unmade ----------------------------------------------------------------
@@ -286,17 +296,6 @@ def msr(hv: Hypervisor, op_va):
     if not m.write:
         _put_union_ignoring_faults(hv, op_va, m)
     return 0
-
-
-def gettbufs(hv: Hypervisor, op_va):
-    """Where the trace buffers are (Xen 2.0's get_tb_info): -ENODATA and zeros
-    when the machine has none."""
-    out = D.GetTbufs()
-    info = hv.tbuf_info()
-    if info is not None:
-        out.mach_addr, out.size = info
-    _put_union(hv, op_va, out)
-    return 0 if info is not None else -errno.ENODATA
 
 
 OPS = {

@@ -244,6 +244,7 @@ class Mailbox:
                 continue
             if kind in M.IPI_KINDS:
                 self.counts["ipis_received"][kind] += 1
+            if msg[1] != M.MACHINE:         # from another PCPU: traced as an IPI received
                 pcpu.trace.ipi_received(msg)
             handler = MESSAGE_HANDLERS.get(kind)
             if handler is None:

@@ -180,13 +180,21 @@ def trace_export(chrome_out, trace):
 
 @click.command("trace-skew")
 @click.argument("trace", required=False)
-def trace_skew(trace):
-    """How far apart the PCPUs' clocks are, as the trace shows it: every record on
-    the common time axis (the time model's own anchors), every IPI paired with its
-    receive, and how many receives come before their sends (with the largest such
-    inversion). JSON on stdout."""
+@click.option("--window-ms", type=click.IntRange(1, 3_600_000), default=1000, show_default=True,
+              help="Length of the windows the skew is followed over.")
+def trace_skew(trace, window_ms):
+    """How far apart the PCPUs' clocks are, as the trace shows it (TRACE, default
+    stdin; record the `ipi` and `time` classes at least): every record on the common
+    time axis (the time model's own anchors), every IPI paired with its receive, and
+    how many receives come before their sends, with the largest such inversion.
+
+    \b
+    JSON on stdout: `inversions` over the whole trace, and `windows`: per window
+    and pair of PCPUs, the IPIs each way, the inverted ones, and the apparent
+    offset between the two PCPUs' system times and the one-way trip, from the
+    fastest trip each way (as NTP estimates a clock's offset)."""
     from smpxen.trace.timeline import analyse
-    click.echo(json.dumps(analyse(_records(trace, "trace-skew")), indent=2))
+    click.echo(json.dumps(analyse(_records(trace, "trace-skew"), window_ms * 1_000_000), indent=2))
 
 
 COMMANDS = (xentrace, xentrace_format, xentrace_cpusplit, trace_export, trace_skew)

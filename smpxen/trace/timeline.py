@@ -15,9 +15,23 @@ An IPI is received after it is sent. Placed on the axis, a receive that comes
 before its send (IPIs are paired exactly: smpxen/pcpu/trace.py numbers them per
 sender, receiver and kind) shows the two PCPUs' system times disagreeing by more
 than the message took: `inversions` counts them and gives the largest, a figure
-of the time model's residual skew."""
+of the time model's residual skew.
+
+Skew changes over a run (xen2 lets drift accumulate; percpu re-fits its scale
+every 1 s epoch), so `windows` also gives, per window of the axis and pair of
+PCPUs, the offset between their system times as NTP estimates a clock's: an
+exchange is an IPI a->b (sent at t1 on a's time, received at t2 on b's) and the
+next b->a sent after it arrived (t3 on b's time, received at t4 on a's); its
+round trip (t4 - t1) - (t3 - t2) takes each clock's readings only against
+themselves, so it is free of the skew, and b's time minus a's is
+((t2 - t1) + (t3 - t4)) / 2, exact when both trips took equally long and never
+off by more than half the round trip. Per window the exchange with the fastest
+round trip gives the estimate; half that round trip is a one-way trip that no
+placement can shrink (a figure below a bare message's one-way time would be a
+measuring bug)."""
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 from smpxen.measure import summary
@@ -35,6 +49,7 @@ class TimeAxis:
     def __init__(self):
         self.anchors: dict[int, tuple[int, int, int]] = {}    # cpu -> (cycles, stime, scale q32)
         self.anchor_count = 0
+        self.epoch: dict[int, int] = {}     # cpu -> anchors so far: records of one epoch are placed by one line
 
     def place(self, rec) -> int | None:
         """System time (ns) of `rec` on the common axis, or None."""
@@ -43,6 +58,7 @@ class TimeAxis:
             stime = _s64(d[0] | d[1] << 32)
             self.anchors[rec.cpu] = (rec.cycles, stime, d[2] | d[3] << 32)
             self.anchor_count += 1
+            self.epoch[rec.cpu] = self.epoch.get(rec.cpu, 0) + 1
             return stime
         a = self.anchors.get(rec.cpu)
         if a is None:
@@ -96,19 +112,82 @@ def inversions(pairs: list) -> dict:
     }
 
 
-def analyse(records) -> dict:
-    """One pass over a trace: the time axis, IPI pairs, inversions, and counts."""
+def _exchanges(placed: list, epochs: dict) -> list:
+    """NTP exchanges from placed pairs: (t1, a, b, offset of b against a, round
+    trip), with a the PCPU that started it. Both readings of each PCPU must come
+    from one anchor epoch (`epochs`: record index -> its PCPU's epoch): a new
+    anchor may move that PCPU's time (percpu's calibration warps it), and the
+    round trip would take the jump for a faster trip."""
+    back: dict = {}                 # (src, dst) -> sorted [(ts, tr, send epoch, recv epoch)]
+    for ts, tr, src, dst, si, ri in placed:
+        back.setdefault((src, dst), []).append((ts, tr, epochs.get(si), epochs.get(ri)))
+    for v in back.values():
+        v.sort()
+    out = []
+    for t1, t2, a, b, si, ri in placed:
+        replies = back.get((b, a))
+        if not replies:
+            continue
+        k = bisect.bisect_left(replies, (t2,))
+        if k == len(replies):
+            continue
+        t3, t4, e3, e4 = replies[k]
+        if e3 is None or (e3, e4) != (epochs.get(ri), epochs.get(si)):
+            continue
+        out.append((t1, a, b, ((t2 - t1) + (t3 - t4)) / 2, (t4 - t1) - (t3 - t2)))
+    return out
+
+
+def windows(pairs: list, epochs: dict, window_ns: int = 1_000_000_000) -> list[dict]:
+    """Per window of the axis (by the send's time) and pair of PCPUs a < b: IPIs
+    each way, how many came in before they left and by how much at most, and,
+    from the exchange with the fastest round trip, b's time minus a's
+    (`offset_us`, within +-`one_way_us`) and half that round trip (`one_way_us`);
+    both None without an exchange."""
+    placed = [(ts, tr, src, dst, si, ri) for ts, tr, src, dst, _code, si, ri in pairs
+              if ts is not None and tr is not None]
+    groups: dict = {}
+    for ts, tr, src, dst, _si, _ri in placed:
+        a, b = min(src, dst), max(src, dst)
+        g = groups.setdefault((ts // window_ns, a, b), [[], [], None])
+        g[0 if src == a else 1].append(tr - ts)
+    for t1, a, b, offset, rtt in _exchanges(placed, epochs):
+        if a > b:
+            a, b, offset = b, a, -offset
+        g = groups[(t1 // window_ns, a, b)]
+        if g[2] is None or rtt < g[2][1]:
+            g[2] = (offset, rtt)
+    out = []
+    for (w, a, b), (ab, ba, best) in sorted(groups.items()):
+        inverted = [-x for x in ab + ba if x < 0]
+        out.append({
+            "from_s": round(w * window_ns / 1e9, 3), "pcpus": [a, b],
+            "ipis": [len(ab), len(ba)], "inverted": len(inverted),
+            "max_inversion_us": round(max(inverted) / 1000, 1) if inverted else 0.0,
+            "offset_us": round(best[0] / 1000, 1) if best else None,
+            "one_way_us": round(best[1] / 2000, 1) if best else None,
+        })
+    return out
+
+
+def analyse(records, window_ns: int = 1_000_000_000) -> dict:
+    """One pass over a trace: the time axis, IPI pairs, inversions (in all and per
+    window of `window_ns`), and counts."""
     axis, ipis = TimeAxis(), IpiPairs()
     unplaced = 0
     cpus = set()
+    epochs = {}                     # IPI record index -> its PCPU's anchor epoch
     n = 0
     for n, rec in enumerate(records, 1):
         cpus.add(rec.cpu)
         t = axis.place(rec)
         if t is None:
             unplaced += 1
+        elif rec.event in (TRC_IPI_SEND, TRC_IPI_RECV):
+            epochs[n - 1] = axis.epoch[rec.cpu]
         ipis.feed(rec, t, n - 1)
     out = {"records": n, "pcpus": sorted(cpus), "anchors": axis.anchor_count, "unplaced": unplaced,
            "unmatched_ipis": len(ipis.sends) + len(ipis.recvs)}
     out["inversions"] = inversions(ipis.pairs) if axis.anchor_count else None
+    out["windows"] = windows(ipis.pairs, epochs, window_ns) if axis.anchor_count else []
     return out

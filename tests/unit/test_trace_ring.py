@@ -145,3 +145,11 @@ def test_a_machine_without_buffers_has_nothing_to_read(machine_ram):
         BufferReader(ram.mem, ram.fd)
     with pytest.raises(TraceAreaError, match="not an smpxen"):
         BufferReader(bytearray(4096), ram.fd)
+
+
+def test_the_collector_looks_again_before_the_fullest_buffer_is_half_full():
+    from smpxen.trace.collect import MIN_POLL_S, POLL_S, next_poll_s
+    assert next_poll_s(0.0, POLL_S) == POLL_S                # nothing written: the longest wait
+    assert next_poll_s(0.2, POLL_S) == POLL_S                # half full in 2.5 periods: the longest
+    assert next_poll_s(0.8, 0.016) == pytest.approx(0.01)    # 80 % in 16 ms: half full in 10 ms
+    assert next_poll_s(1.0, 0.001) == MIN_POLL_S             # never sooner than 2 ms

@@ -51,6 +51,23 @@ def test_a_file_that_ends_inside_a_record_is_one_error_after_the_whole_ones():
     assert len(out) == 1
 
 
+def test_every_message_between_pcpus_has_an_ipi_code():
+    """A receive is traced for every message from another PCPU (smpxen/pcpu/mailbox.py),
+    so each kind a PCPU sends must have its own code, or its sends and receives
+    would pair across kinds."""
+    import pathlib
+    import re
+    import smpxen.pcpu
+    sent = set()
+    for f in pathlib.Path(smpxen.pcpu.__file__).parent.glob("*.py"):
+        sent |= set(re.findall(r"send_ipi\([^,()]+,\s*M\.([A-Z_]+)", f.read_text()))
+    assert {"IPI_CALL", "IPI_EVTCHN_SET", "PRIVCMD"} <= sent
+    # smpxen/pcpu/ctrl_if.py passes these two on to the domain's PCPU by a variable kind.
+    kinds = {getattr(M, name) for name in sent} | M.IPI_KINDS | {M.CTRL_REQUEST, M.CONSOLE_INPUT}
+    assert kinds <= set(IPI_CODES)
+    assert len(set(IPI_CODES.values())) == len(IPI_CODES) and 0 not in IPI_CODES.values()
+
+
 # ---- masks --------------------------------------------------------------------------
 @pytest.mark.parametrize("text, value", [
     ("all", 0xFFFF0000), ("sched", T.TRC_SCHED), ("sched,ipi", T.TRC_SCHED | T.TRC_IPI),
@@ -188,6 +205,47 @@ def test_pairs_match_by_sender_receiver_kind_and_number_in_any_file_order():
     a = analyse(list(reversed(recs[2:])) + recs[:2])
     assert a["inversions"]["ipi_pairs"] == 6 and a["unmatched_ipis"] == 0
     assert a["unplaced"] == 12                              # before their anchors in the file
+
+
+def test_windows_follow_the_offset_as_it_changes():
+    """PCPU 1 is 10 us ahead for the first millisecond, then 20 us behind (a new
+    anchor); the fastest trip each way is 30 us, then 15 us."""
+    recs = [anchor(0, 0, 0), anchor(1, 0, 10_000)]
+    trips = [(0, 100_000, 30_000), (0, 300_000, 50_000), (1, 200_000, 30_000), (1, 400_000, 45_000)]
+    later = [(0, 1_100_000, 15_000), (1, 1_200_000, 15_000)]
+    seq = {0: 0, 1: 0}
+
+    def trip(src, t, took):          # both counters read 2 * true ns; the anchors carry the offset
+        seq[src] += 1
+        dst = 1 - src
+        return [ipi(src, 2 * t, True, dst, M.IPI_CALL, seq[src]),
+                ipi(dst, 2 * (t + took), False, src, M.IPI_CALL, seq[src])]
+    for src, t, took in trips:
+        recs += trip(src, t, took)
+    recs.append(anchor(1, 2 * 1_000_000, 1_000_000 - 20_000))   # from here PCPU 1 is 20 us behind
+    for src, t, took in later:
+        recs += trip(src, t, took)
+    a = analyse(recs, window_ns=1_000_000)
+    assert a["unmatched_ipis"] == 0
+    assert a["windows"] == [
+        {"from_s": 0.0, "pcpus": [0, 1], "ipis": [2, 2], "inverted": 0, "max_inversion_us": 0.0,
+         "offset_us": 10.0, "one_way_us": 30.0},
+        {"from_s": 0.001, "pcpus": [0, 1], "ipis": [1, 1], "inverted": 1, "max_inversion_us": 5.0,
+         "offset_us": -20.0, "one_way_us": 15.0}]
+    assert a["inversions"]["inverted"] == 1
+
+
+def test_trace_skew_command_windows(tmp_path):
+    from smpxen.trace.cli import trace_skew
+    trace = write(tmp_path / "t.bin", skewed_trace(-50_000))
+    res = CliRunner().invoke(trace_skew, [trace, "--window-ms", "1"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["inversions"]["inverted"] == 3
+    (w,) = out["windows"]
+    assert (w["pcpus"], w["ipis"], w["inverted"], w["offset_us"], w["one_way_us"]) == ([0, 1], [3, 3], 3, -50.0, 30.0)
+    res = CliRunner().invoke(trace_skew, [trace, "--window-ms", "0"])
+    assert res.exit_code == 2
 
 
 def test_no_anchors_no_axis():
