@@ -62,10 +62,13 @@ def bvt_adjust(domid: int, bvt: dict) -> D.AdjustDom:
 
 
 def build_domain(xc: Xc, image: KernelImage, memory_bytes: int, cmdline_of, cpu: int = -1,
-                 bvt: dict | None = None, named=None, unpause: bool = True) -> int:
+                 bvt: dict | None = None, named=None, unpause: bool = True, controller=None) -> int:
     """Create, build and (by default) start a domain; returns its id.
     cmdline_of(domid) gives its command line; named(domid), if given, is called as
-    soon as the id is known (the machine records the name before the domain runs)."""
+    soon as the id is known (the machine records the name before the domain runs).
+    With controller(domid, port, remote_port), the domain gets a control interface
+    as xend gave it one (smpxen/control/ctrl_verbs.py bind_controller): the port
+    goes in its start_info, and controller() is called before the domain runs."""
     nr_pages = memory_bytes // PAGE
     if nr_pages > MAX_PAGES:
         raise XmError(f"{memory_bytes >> 20} MiB is more than the {MAX_PAGES * PAGE >> 20} MiB "
@@ -79,7 +82,12 @@ def build_domain(xc: Xc, image: KernelImage, memory_bytes: int, cmdline_of, cpu:
     try:
         if named is not None:
             named(domid)
-        mfns, l2_mfn = _fill(xc, domid, image, plan, nr_pages, cmdline_of(domid))
+        port = 0
+        if controller is not None:          # attached at once: a failure below closes both ends
+            from smpxen.control.ctrl_verbs import bind_controller
+            remote, port = bind_controller(xc, domid)
+            controller(domid, port, remote)
+        mfns, l2_mfn = _fill(xc, domid, image, plan, nr_pages, cmdline_of(domid), port)
         _finish(xc, domid, image, plan, mfns, l2_mfn, bvt, unpause)
     except BaseException:
         try:
@@ -91,7 +99,7 @@ def build_domain(xc: Xc, image: KernelImage, memory_bytes: int, cmdline_of, cpu:
 
 
 def _fill(xc: Xc, domid: int, image: KernelImage, plan: dict, nr_pages: int,
-          cmdline: str) -> tuple[list[int], int]:
+          cmdline: str, ctrl_evtchn: int) -> tuple[list[int], int]:
     """Steps 2 and 3; returns the domain's frames and its page directory's."""
     req = Request()
     calls = []
@@ -109,7 +117,8 @@ def _fill(xc: Xc, domid: int, image: KernelImage, plan: dict, nr_pages: int,
     if memlist.num_pfns != nr_pages or info.domain != domid:
         raise XmError(f"domain {domid}: build: the hypervisor gave {memlist.num_pfns} of {nr_pages} frames")
     mfns = list(memoryview(res[list_read]).cast("I")[:nr_pages])
-    pages, l2_pfn = bootstrap_pages(image, plan, mfns, nr_pages, info.shared_info_frame, 0, cmdline)
+    pages, l2_pfn = bootstrap_pages(image, plan, mfns, nr_pages, info.shared_info_frame, 0, cmdline,
+                                    ctrl_evtchn)
     shared = SharedInfo()
     shared.vcpu_data[0].evtchn_upcall_mask = 1           # events masked at start of day
     fill = [(mfns[pfn], page) for pfn, page in sorted(pages.items())]

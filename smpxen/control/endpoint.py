@@ -38,6 +38,7 @@ import itertools
 import os
 import queue
 import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Callable
@@ -115,7 +116,7 @@ class Session:
         self._send("client", self.identity, encode({"ok": True, "out": text, "error": None, "more": True}))
 
     def finish(self, ok: bool, out: str, error: str | None) -> None:
-        self._send("client", self.identity, encode({"ok": ok, "out": out, "error": error, "more": False}))
+        self._send("client_last", self.identity, encode({"ok": ok, "out": out, "error": error, "more": False}))
 
     def to_pcpu(self, cpu: int, payload: bytes) -> None:
         self._send("pcpu", cpu, payload)
@@ -132,6 +133,12 @@ class Session:
     @property
     def stopping(self) -> bool:
         return self.endpoint.stopping.is_set()
+
+    @property
+    def client_gone(self) -> bool:
+        """The client left (seen when output for it could not be delivered: a verb
+        that streams says something now and then to find out)."""
+        return self.identity in self.endpoint.gone
 
     @property
     def machine(self):
@@ -166,7 +173,12 @@ class ControlEndpoint:
         self.stopping = threading.Event()
         self.router = zctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
-        self.router.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        # A send to a client that left fails (EHOSTUNREACH) instead of vanishing, so the
+        # verb serving it learns that it may stop (Session.client_gone). Written by
+        # this (main) thread only; an identity leaves the set with its request's last
+        # answer.
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.gone: set[bytes] = set()
         self.router.bind(self.address)
         self.pull = zctx.socket(zmq.PULL)
         self.pull.setsockopt(zmq.LINGER, 0)
@@ -201,11 +213,14 @@ class ControlEndpoint:
 
     def _from_worker(self, msg) -> None:
         kind = msg[0]
-        if kind == "client":
+        if kind in ("client", "client_last"):
             try:
                 self.router.send_multipart([msg[1], b"", msg[2]], zmq.NOBLOCK)
-            except zmq.ZMQError:
-                pass                      # the client went away: nothing to tell it
+            except zmq.ZMQError as e:
+                if e.errno == zmq.EHOSTUNREACH and kind == "client":
+                    self.gone.add(msg[1])     # the client went away: nothing to tell it
+            if kind == "client_last":
+                self.gone.discard(msg[1])
         elif kind == "pcpu":
             self.outboxes[msg[1]].send(msg[2])
         elif kind == "event":
@@ -260,8 +275,12 @@ class ControlEndpoint:
         for s in self._backlog:
             self._reply_now(s.identity, "the machine is stopping")
         self._backlog = []
-        for t in list(self._workers):
-            t.join(grace_s)
+        # While the workers finish, what they ask of the machine is still served (a
+        # console's last output, its domain's end).
+        deadline = time.monotonic() + grace_s
+        while any(t.is_alive() for t in self._workers) and time.monotonic() < deadline:
+            self.serve({self.pull: zmq.POLLIN})
+            time.sleep(0.01)
         self.serve({self.pull: zmq.POLLIN})      # last answers to clients
         self.router.close()
         self.pull.close()

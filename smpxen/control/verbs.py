@@ -14,6 +14,7 @@ from smpxen.control import build, domfile
 from smpxen.control.endpoint import Session, XmError, verb
 from smpxen.control.xc import Xc
 from smpxen.trace import xm_verbs  # noqa: F401  (the tbufs verb, for smpxen xentrace)
+from smpxen.control import ctrl_verbs  # noqa: F401  (console, shutdown, mem-set: the control interface)
 from smpxen.xen import dom0_ops as D
 from smpxen.xen.xen import DOMID_FIRST_RESERVED
 
@@ -121,7 +122,7 @@ def xm_create(s: Session) -> str:
                                         "memory_bytes": spec.memory_bytes,
                                         "cmdline": spec.render_cmdline(domid), "bvt": spec.bvt})
     domid = build.build_domain(_xc(s), image, spec.memory_bytes, spec.render_cmdline, spec.cpu,
-                               spec.bvt, named, unpause=not paused)
+                               spec.bvt, named, unpause=not paused, controller=ctrl_verbs.controller_of(s))
     return f"domain {domid} ({spec.name}) created{' paused' if paused else ''}\n"
 
 

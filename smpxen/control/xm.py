@@ -110,6 +110,9 @@ def main(machine: str | None, verb: str, args: list[str]) -> int:
     except NoMachine as e:
         sys.stderr.write(f"xm: {e}\n")
         return EXIT_FAILED
+    if verb == "console":                 # output and input at once (smpxen/control/console_client.py)
+        from smpxen.control.console_client import run as console
+        return console(endpoint, pid, args, request, _alive)
     try:
         ok, _text, error = request(endpoint, verb, args, out=sys.stdout, pid=pid)
     except KeyboardInterrupt:

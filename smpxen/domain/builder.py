@@ -119,12 +119,13 @@ def check_fits(image: KernelImage, memory_bytes: int, privileged: bool = False) 
 
 
 def bootstrap_pages(image: KernelImage, plan: dict, mfns: list[int], visible: int, shared_mfn: int,
-                    flags: int, cmdline: str) -> tuple[dict[int, bytes], int]:
+                    flags: int, cmdline: str, ctrl_evtchn: int = 0) -> tuple[dict[int, bytes], int]:
     """The contents of a domain's start-of-day frames, as {pfn: page}, and the pfn
     of its L2: the kernel image, the pfn->mfn list of its first `visible` frames,
     the bootstrap page tables (page-table frames mapped read-only; with more frames
     than `visible`, the last of them is the L1 mapping the privcmd window, the ones
-    before it the window), start_info. Frames not named are zero. The boot-time
+    before it the window), start_info (with the domain controller's port, if it has
+    one: smpxen/domain/ctrl_channel.py). Frames not named are zero. The boot-time
     builder writes these into RAM; Domain-0's tools (smpxen/control/build.py) into
     the frames of a domain they created, through hypercalls."""
     pages: dict[int, bytearray] = {}
@@ -171,6 +172,7 @@ def bootstrap_pages(image: KernelImage, plan: dict, mfns: list[int], visible: in
     si.nr_pages = visible
     si.shared_info = shared_mfn << 12
     si.flags = flags
+    si.domain_controller_evtchn = ctrl_evtchn
     si.pt_base = l2_va
     si.nr_pt_frames = 1 + plan["nr_l1"]
     si.mfn_list = plan["v_mfn_list"]

@@ -6,11 +6,15 @@ smpxen the machine process plays Domain-0's user space; the PCPU hosting the dom
 serves the rings for it (smpxen/pcpu/ctrl_if.py), so Domain-0's kernel never sees
 events on the controller's end.
 
-Both ports are the highest free ones of their tables. xend took whatever port was
-free (port 1 of a new domain); the guest reads the number from start_info either
-way, and taking them from the top leaves the ports a kernel allocates itself
-numbered as they would be with no controller. Without a Domain-0 there is no
-controller, and start_info.domain_controller_evtchn stays 0."""
+At start of day the machine builds the domains and binds these channels itself
+(connect_all), taking both ports from the top of their tables. xend took whatever
+port was free (port 1 of a new domain); the guest reads the number from start_info
+either way, and taking them from the top leaves the ports a kernel allocates itself
+numbered as they would be with no controller. A domain built at run time by
+Domain-0's tools (smpxen/control/build.py) is bound as xend did it, with Domain-0's
+hypercall, to the new domain's top port; then the controller attaches. When a domain
+is destroyed the controller's end is closed with it (disconnect). Without a Domain-0
+there is no controller, and start_info.domain_controller_evtchn stays 0."""
 from __future__ import annotations
 
 import struct
@@ -51,12 +55,21 @@ def connect(ram, nr_frames: int, tables: EvtchnTables, domid: int) -> int:
                                                    domid, port)
     if rc != 0:
         raise ControlChannelError(f"binding domain {domid}'s control channel: error {rc}")
-    info.ctrl.port, info.ctrl.remote_port = port, remote
-    ControllerPort(control_if_of(ram.mem, info.shared_info_mfn << 12), info.ctrl).connect()
+    attach(ram, info, port, remote)
     mem = GuestMemory(ram, nr_frames)
     mem.cr3 = info.pt_base_mfn << 12
     mem.write(info.start_info_va + StartInfo.domain_controller_evtchn.offset, struct.pack("<H", port))
     return port
+
+
+def attach(ram, info, port: int, remote: int, first_seq: int = 0) -> None:
+    """The controller takes its end of a domain's rings, bound on `port` (the
+    domain's) and `remote` (Domain-0's): it syncs with the shared indices, as xend's
+    xu_port connects. first_seq: the number of the controller's first message to it
+    (smpxen/pcpu/ctrl_if.py). Before the domain first runs."""
+    info.ctrl.port, info.ctrl.remote_port = port, remote
+    info.ctrl.in_seq = first_seq
+    ControllerPort(control_if_of(ram.mem, info.shared_info_mfn << 12), info.ctrl).connect()
 
 
 def connect_all(ram, layout, locks, domtable, domids) -> None:

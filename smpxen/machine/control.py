@@ -121,6 +121,8 @@ class ControlPlane:
             rec.memory_bytes, rec.bvt = data["memory_bytes"], data["bvt"]
             self.m.console.names[rec.domid] = rec.name
             self.facts.set_name(rec.domid, rec.name)
+        elif kind == "ctrl":                       # smpxen/control/ctrl_verbs.py
+            self.m.controller.serve(data)
 
     def destroyed(self, pcpu: int, domid: int, stats: dict) -> None:
         """DOMAIN_DESTROYED: the domain is gone; its record keeps what it did."""
@@ -129,6 +131,7 @@ class ControlPlane:
             return
         if rec.ended is None:
             rec.ended = {"how": "destroyed", "code": 0, "detail": "DOM0_DESTROYDOMAIN", "pcpu": pcpu}
+            self.m.controller.domain_ended(domid, "was destroyed")
         rec.destroyed = True
         rec.ran_on.update(stats.pop("pcpus_ran", []))
         for k, v in stats.items():

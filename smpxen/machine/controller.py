@@ -24,12 +24,16 @@ any domain when the machine has no Domain-0 (smpxen/domain/ctrl_channel.py)."""
 from __future__ import annotations
 
 import collections
+import itertools
 import os
+import queue
 import select
 import struct
+import threading
 import time
 from dataclasses import dataclass, field
 
+from smpxen.domain import ctrl_channel
 from smpxen.domain.ctrl_ring import make_msg, parse_msg
 from smpxen.ipc import messages as M
 from smpxen.shm.domains import DS_RUNNING
@@ -71,14 +75,90 @@ class DomainRings:
     answered: int = 0
 
 
+class Replies:
+    """Answers for the control endpoint's worker threads (smpxen/control/
+    ctrl_verbs.py): a worker opens a token, sends its request to the machine's main
+    thread (Session.tell_machine("ctrl", ...)), and waits on the token's queue; the
+    main thread puts the answer there, now or when the guest answers."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._queues: dict[int, queue.Queue] = {}
+        self._tokens = itertools.count(1)
+
+    def open(self) -> tuple[int, queue.Queue]:
+        q: queue.Queue = queue.Queue()
+        with self._lock:
+            token = next(self._tokens)
+            self._queues[token] = q
+        return token, q
+
+    def close(self, token: int) -> None:
+        with self._lock:
+            self._queues.pop(token, None)
+
+    def put(self, token: int, answer: dict) -> None:
+        with self._lock:
+            q = self._queues.get(token)
+        if q is not None:                  # a worker that gave up is not waiting
+            q.put(answer)
+
+
+REPLIES = Replies()
+
+
 class DomainController:
-    def __init__(self, domtable, send):
-        """send(pcpu, *message parts): a message to a PCPU's inbox."""
+    def __init__(self, domtable, send, ram=None):
+        """send(pcpu, *message parts): a message to a PCPU's inbox; ram: machine RAM
+        (to attach to domains built at run time)."""
         self.domtable = domtable
+        self.ram = ram
         self.send = send
         self.rings: dict[int, DomainRings] = {}
         self.next_seq: dict[int, int] = {}  # domid -> number of its next message
         self.counts = collections.Counter()
+        self.console = None                # the machine's ConsoleMux and domain records,
+        self.records: dict = {}            # for the verbs' requests (attach)
+
+    def attach(self, console, records: dict) -> None:
+        self.console, self.records = console, records
+
+    # ---- requests of `smpxen xm` verbs, on the machine's main thread -------------------
+    def serve(self, data: dict) -> None:
+        """{"token", "op", "args"} from a verb's worker; the answer, a dict with "ok",
+        goes to REPLIES[token]."""
+        token, op, args = data["token"], data["op"], data["args"]
+
+        def answer(result: dict) -> None:
+            REPLIES.put(token, result)
+        try:
+            if op == "console_read":
+                answer(self._console_read(*args))
+            elif op == "console_input":
+                answer({"ok": True, "accepted": self.console_input(args[0], bytes(args[1]))})
+            elif op == "shutdown":
+                self.shutdown(args[0], args[1], answer)
+            elif op == "mem_set":
+                self.mem_set(args[0], args[1], answer)
+            elif op == "attach":            # a domain built at run time (ctrl_verbs.controller_of)
+                info = self.domtable.find(args[0])
+                if info is not None and self.ram is not None:
+                    ctrl_channel.attach(self.ram, info, args[1], args[2], self.next_seq.get(args[0], 0))
+            elif op == "state":                # (the verb found the domain: no record, destroyed since)
+                rec = self.records.get(args[0])
+                answer({"ok": True, "ended": rec.ended if rec else {"how": "destroyed", "detail": ""}})
+            else:
+                answer({"ok": False, "error": f"unknown controller request {op!r}"})
+        except ControlError as e:
+            answer({"ok": False, "error": str(e)})
+
+    def _console_read(self, domid: int, offset: int) -> dict:
+        rec = self.records.get(domid)
+        if rec is None:                     # the verb found it: destroyed since
+            return {"ok": True, "offset": offset, "data": b"", "lost": 0,
+                    "ended": {"how": "destroyed", "detail": ""}}
+        end, data, lost = self.console.output_since(domid, offset)
+        return {"ok": True, "offset": end, "data": data, "lost": lost, "ended": rec.ended}
 
     # ---- what users ask for --------------------------------------------------------
     def _domain(self, domid: int, needs_ring: bool = True):
@@ -208,8 +288,9 @@ class DomainController:
         rings = self.rings.pop(domid, None)
         if rings is None:
             return
+        said = {"shutdown": "shut down"}.get(how, how)
         for req in list(rings.outstanding.values()) + list(rings.queue):
-            self._finish(req, {"ok": False, "error": f"domain {domid} {how} before it answered",
+            self._finish(req, {"ok": False, "error": f"domain {domid} {said} before it answered",
                                "ended": how})
 
     def _finish(self, req: Request, result: dict) -> None:

@@ -190,7 +190,7 @@ class Machine:
             except BuildError as e:
                 raise MachineError(str(e)) from None
         ctrl_channel.connect_all(self.ram, layout, locks, domtable, [r.domid for r in reqs])
-        self.controller = DomainController(domtable, self._send_pcpu)
+        self.controller = DomainController(domtable, self._send_pcpu, self.ram)
         self.privcmd_l1 = builder.privcmd_l1.get(0)
         self.timings["build_s"] = time.monotonic() - t0
 
@@ -217,6 +217,7 @@ class Machine:
         self.inbox = endpoints.bind_inbox(self.zctx, endpoints.machine_endpoint(self.tag))
         self.console = ConsoleMux({d: r.name for d, r in self.records.items()},
                                   self.stream, self.opts.quiet)
+        self.controller.attach(self.console, self.records)
         try:
             self._wait_online()
             self.timings["spawn_to_online_s"] = time.monotonic() - t_spawn

@@ -23,6 +23,7 @@ frame still referenced after all that (nothing in smpxen leaves one) would keep
 the slot as a dying zombie, as Xen keeps a domain whose pages are held."""
 from __future__ import annotations
 
+from smpxen.domain import ctrl_channel
 from smpxen.ipc import messages as M
 from smpxen.pcpu import schedule, vcpuctx
 from smpxen.pcpu.vcpu import Vcpu
@@ -218,6 +219,7 @@ def teardown(pcpu, v) -> int:
     pcpu.ended_cpu_time.pop(domid, None)
     pcpu.clock.timers.cancel(("domain", domid))
     pcpu.pending_migrations = [(d, t) for d, t in pcpu.pending_migrations if d != domid]
+    ctrl_channel.disconnect(pcpu.events.tables, domid)      # the controller lets go of it
     pcpu.ctrl_if.domain_gone(domid)
     ports = pcpu.events.tables.destroy_domain(domid)
     mm = pcpu.paging.mm

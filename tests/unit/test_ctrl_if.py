@@ -171,6 +171,7 @@ def test_a_domain_that_ends_fails_what_it_did_not_answer(ctl):
         ctl.shutdown(1, 0, results.append)
     ctl.domain_ended(1, "crashed")
     assert len(results) == 10 and all(not r["ok"] and r["ended"] == "crashed" for r in results)
+    assert results[0]["error"] == "domain 1 crashed before it answered"
     assert ctl.pending(1) == (0, 0)
 
 
@@ -370,3 +371,76 @@ def test_domain0_console_input_is_xens_serial_ring():
     q.console_input(0, b"late")              # the next number, reached the new PCPU first
     q.ctrl_if.migrate_in(0, {"console_rx": b"early", "early": []})
     assert q.ctrl_if.console_input(0, 100) == b"earlylate"
+
+
+# ---- the verbs' requests, served on the machine's main thread ---------------------------
+def _serve(ctl, op, *args):
+    from smpxen.machine.controller import REPLIES
+    token, q = REPLIES.open()
+    try:
+        ctl.serve({"token": token, "op": op, "args": list(args)})
+        return q.get_nowait() if not q.empty() else None
+    finally:
+        REPLIES.close(token)
+
+
+def test_serve_answers_the_verbs(ctl):
+    mux = ConsoleMux({1: "a"}, quiet=True)
+    mux.feed(1, b"hello\n")
+    records = {1: SimpleNamespace(ended=None)}
+    ctl.attach(mux, records)
+    assert _serve(ctl, "console_read", 1, 0) == {"ok": True, "offset": 6, "data": b"hello\n", "lost": 0,
+                                                 "ended": None}
+    assert _serve(ctl, "console_input", 1, b"ls\n") == {"ok": True, "accepted": 3}
+    assert _serve(ctl, "mem_set", 1, 0) == {"ok": False, "error": "memory target must be at least 1 page, got 0"}
+    from smpxen.machine.controller import REPLIES
+    token, q = REPLIES.open()
+    ctl.serve({"token": token, "op": "shutdown", "args": [1, 1]})
+    ctl.domain_ended(1, "shutdown")                               # it shut down before answering
+    assert q.get_nowait() == {"ok": False, "error": "domain 1 shut down before it answered", "ended": "shutdown"}
+    REPLIES.close(token)
+    assert _serve(ctl, "state", 1) == {"ok": True, "ended": None}
+    del records[1]                                                # destroyed since the verb found it
+    assert _serve(ctl, "state", 1)["ended"]["how"] == "destroyed"
+    assert _serve(ctl, "console_read", 1, 6)["ended"]["how"] == "destroyed"
+    assert _serve(ctl, "frobnicate")["ok"] is False
+    REPLIES.put(12345, {"ok": True})                              # a worker that gave up: dropped
+
+
+def test_a_domain_built_at_run_time_is_attached_at_the_controllers_next_number(machine_ram):
+    """Its id may have been used before: the first message to it is the next of that
+    id's sequence, and the PCPU must expect exactly that one (smpxen/pcpu/ctrl_if.py)."""
+    ram, layout, ft = machine_ram
+    dt = DomainTable(ram, layout)
+    _build(ram, layout, ft, dt, 0, privileged=True)
+    info = _build(ram, layout, ft, dt, 3)
+    sent = []
+    c = DomainController(dt, lambda cpu, *parts: sent.append(parts), ram)
+    c.next_seq[3] = 41                                           # an earlier domain 3 was sent 41
+    c.serve({"token": 0, "op": "attach", "args": [3, 1000, 900]})
+    assert (info.ctrl.port, info.ctrl.remote_port, info.ctrl.in_seq) == (1000, 900, 41)
+    info.state = DS_RUNNING
+    c.console_input(3, b"x")
+    assert sent[-1][:4] == (M.CTRL_REQUEST, M.MACHINE, 3, 41)
+
+
+def test_the_endpoint_learns_that_a_client_left():
+    import zmq
+
+    from smpxen.control.endpoint import ControlEndpoint
+
+    class Router:
+        def __init__(self):
+            self.away = {b"gone"}
+
+        def send_multipart(self, frames, flags=0):
+            if frames[0] in self.away:
+                raise zmq.ZMQError(zmq.EHOSTUNREACH)
+
+    ep = ControlEndpoint.__new__(ControlEndpoint)
+    ep.router, ep.gone = Router(), set()
+    ep._from_worker(["client", b"here", b"x"])
+    ep._from_worker(["client", b"gone", b"x"])
+    assert ep.gone == {b"gone"}                     # its verb sees Session.client_gone
+    ep._from_worker(["client_last", b"gone", b"x"])
+    assert ep.gone == set()                         # forgotten with its request's last answer
