@@ -31,6 +31,7 @@ import select
 import struct
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 
 from smpxen.domain import ctrl_channel
@@ -151,6 +152,10 @@ class DomainController:
                 answer({"ok": False, "error": f"unknown controller request {op!r}"})
         except ControlError as e:
             answer({"ok": False, "error": str(e)})
+        except Exception as e:             # a bug here: one line to the verb, details to stderr,
+            traceback.print_exc()          # and the machine goes on
+            answer({"ok": False, "error": f"internal error in the domain controller ({op}): "
+                                          f"{type(e).__name__}: {e}"})
 
     def _console_read(self, domid: int, offset: int) -> dict:
         rec = self.records.get(domid)

@@ -444,3 +444,10 @@ def test_the_endpoint_learns_that_a_client_left():
     assert ep.gone == {b"gone"}                     # its verb sees Session.client_gone
     ep._from_worker(["client_last", b"gone", b"x"])
     assert ep.gone == set()                         # forgotten with its request's last answer
+
+
+def test_a_bug_in_serving_a_verb_is_one_line_not_the_machines_end(ctl, capsys):
+    ctl.attach(None, {1: SimpleNamespace(ended=None)})                # no console: reading it fails
+    got = _serve(ctl, "console_read", 1, 0)
+    assert got["ok"] is False and got["error"].startswith("internal error in the domain controller (console_read)")
+    assert "Traceback" in capsys.readouterr().err
