@@ -4,6 +4,7 @@ and the timers that fire on system time. What a fired timer does to domains is
 smpxen/pcpu/schedule.py's business: `due()` only says which fired."""
 from __future__ import annotations
 
+import collections
 import time
 
 from smpxen.ipc import messages as M
@@ -19,6 +20,7 @@ EPOCH_NS = 1_000_000_000      # percpu model: calibration against the platform t
 # Timers that do something only for the domain on the CPU: an idle PCPU does not
 # wake for them (smpxen/pcpu/schedule.py next_deadline).
 PERIODIC = {"tick": TICK_NS, "fallback": FALLBACK_NS}
+WAKE_SAMPLES = 100_000        # per step of a timer wake-up, the latest kept
 
 
 class PcpuClock:
@@ -37,6 +39,9 @@ class PcpuClock:
         self.tsc_synced = False            # xen2 AP: the boot CPU's barrier message arrived
         self.platform_rtts: list[int] = []
         self._last_now = 0
+        # Where set_timer_op wake-ups go, in us (the report's timer_wake_us): how late
+        # the PCPU fired the timer, then from firing it to entering the domain.
+        self.wake_steps = {step: collections.deque(maxlen=WAKE_SAMPLES) for step in ("fire_late", "to_guest")}
 
     def read_tsc(self) -> int:
         """This PCPU's cycle counter (what rdtsc returns); it runs on host time."""
@@ -174,8 +179,24 @@ class PcpuClock:
         domain's view of time; 0 cancels."""
         if deadline == 0:
             self.timers.cancel(("domain", vcpu.domid))
+            vcpu.timer_host_ns = 0
         else:
-            self.timers.set(("domain", vcpu.domid), deadline - vcpu.time_offset)
+            stime = deadline - vcpu.time_offset
+            self.timers.set(("domain", vcpu.domid), stime)
+            vcpu.timer_host_ns = time.monotonic_ns() + max(0, stime - self.now())
+
+    def domain_timer_fired(self, vcpu) -> None:
+        now = time.monotonic_ns()
+        if vcpu.timer_host_ns:
+            self.wake_steps["fire_late"].append((now - vcpu.timer_host_ns) / 1000)
+            vcpu.timer_host_ns = 0
+        vcpu.timer_fired_ns = now
+
+    def entering(self, vcpu) -> None:
+        """The domain is about to run: the end of its timer wake-up, if one is under way."""
+        if vcpu.timer_fired_ns:
+            self.wake_steps["to_guest"].append((time.monotonic_ns() - vcpu.timer_fired_ns) / 1000)
+            vcpu.timer_fired_ns = 0
 
     def publish(self, shared, time_offset: int, domain_time: int) -> None:
         """Write the time fields of a domain's shared_info, bracketed by the two

@@ -234,6 +234,7 @@ class Pcpu:
         if w.queue:
             w.end_slice()
             return
+        self.clock.entering(v)
         t = time.perf_counter()
         try:
             self.core.run(self.resume_eip)

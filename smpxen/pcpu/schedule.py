@@ -125,5 +125,6 @@ def run_timers(pcpu) -> None:
             v = pcpu.vcpus.get(key[1])
             pcpu.trace.trace(TRC_SCHED_DOM_TIMER_FN, key[1])
             if v is not None and not v.ended:
+                pcpu.clock.domain_timer_fired(v)
                 update_dom_time(pcpu, v)
                 pcpu.events.send_virq(v.domid, VIRQ_TIMER)

@@ -43,6 +43,7 @@ def pcpu_stats(pcpu) -> dict:
         "ipis_received": mailbox.counts["ipis_received"],
         "ipi_rtt_us": summary(pcpu.ipi_rtt_us, digits=3),
         "ipi_rtt_steps_us": {k: summary(v, digits=3)["median"] for k, v in pcpu.ipi_steps_us.items()},
+        "timer_wake_us": {k: summary(v) for k, v in pcpu.clock.wake_steps.items()},
         "emulated_s": round(pcpu.emulated_s, 6),
         "guest_instructions": None,
         "guest_instructions_estimate": int(pcpu.emulated_s * pcpu.instr_rate),

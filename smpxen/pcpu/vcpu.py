@@ -32,6 +32,10 @@ class Vcpu:
     # PCPU's clock, so a domain that moved here from a faster clock never sees time
     # go backwards (the per-domain form of Xen 3.0's warp forward).
     time_offset: int = 0
+    # Its set_timer_op wake-up, timed in host ns (smpxen/pcpu/clock.py wake_steps):
+    # when the timer is due, and when the PCPU fired it (0: not armed / not fired).
+    timer_host_ns: int = 0
+    timer_fired_ns: int = 0
     ldt_base: int = 0           # MMUEXT_SET_LDT (linear address, entries); its pages
     ldt_ents: int = 0           # are mapped in the domain's PERDOMAIN area as they fault in
     thread: ThreadState = field(default_factory=ThreadState)   # traps, callbacks, stacks

@@ -44,6 +44,11 @@ class SharedTime:
         self.lock = locks.time
 
     def read(self) -> dict:
+        return self.snapshot()[1]
+
+    def snapshot(self) -> tuple[int, dict]:
+        """(seq, fields): a consistent copy and the even counter it was taken at; a
+        reader may keep what it derived from it while `g.seq` still equals seq."""
         g = self.g
         while True:
             s1 = g.seq
@@ -51,7 +56,7 @@ class SharedTime:
                 continue
             out = {name: getattr(g, name) for name in FIELDS}
             if g.seq == s1:
-                return out
+                return s1, out
 
     def write(self, **fields) -> None:
         """Caller holds self.lock."""
