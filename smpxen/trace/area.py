@@ -24,6 +24,11 @@ class TraceAreaError(Exception):
     pass
 
 
+# For a reader other than --trace (which is a reader itself: one at a time).
+NO_BUFFERS = ("the machine has no trace buffers (start it with machine.trace_pages > 0, "
+              "e.g. smpxen up --set machine.trace_pages=256)")
+
+
 def format_area(mem, layout, header, mask: int) -> None:
     """Empty buffers for every PCPU and GETTBUFS's answer in the header (machine
     process, before the PCPUs exist). No buffers: the answer is (0, 0)."""
@@ -66,8 +71,7 @@ class BufferReader:
             raise TraceAreaError(f"DOM0_GETTBUFS says {gettbufs}, the hypervisor's header "
                                  f"{(info.mach_addr, info.size)}")
         if info is None:
-            raise TraceAreaError("the machine has no trace buffers "
-                                 "(start it with --trace FILE or machine.trace_pages > 0)")
+            raise TraceAreaError(NO_BUFFERS)
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, LOCK_TRACE_READER, os.SEEK_SET)
         except OSError:

@@ -67,7 +67,6 @@ class ChromeExport:
             self.events.append({"name": "thread_name", "ph": "M", "pid": PID, "tid": cpu,
                                 "args": {"name": f"PCPU {cpu}"}})
         self.events.append({"name": "process_name", "ph": "M", "pid": PID, "args": {"name": "smpxen"}})
-        self._carried: dict = {}     # IPI receive index -> the send it carries
         fid = 0
         for ts, tr, src, dst, code, si, ri in self.ipis.pairs:
             if si >= 0 and ri >= 0:
@@ -83,10 +82,13 @@ class ChromeExport:
 
     def _event_links(self):
         """(send index, set index): a send sets its port on the same PCPU at once,
-        or through an IPI_EVTCHN_SET whose receive sets it on the other."""
+        or through an IPI_EVTCHN_SET whose receive sets it on the other. Two passes:
+        each PCPU's records keep their order in the file, but PCPUs come in chunks,
+        so a receive may come before the send it carries."""
         by_send_ipi = {si: ri for *_x, code, si, ri in self.ipis.pairs if code == EVTCHN_SET_CODE}
+        carried: dict = {}          # IPI receive index -> the send it carries
         last_send: dict = {}        # (cpu, domid, port) -> send index waiting for its IPI or set
-        arrived: dict = {}          # (cpu, domid, port) -> send index whose IPI arrived here
+        local: set = set()          # set indices linked to a send on their own PCPU
         for i, (rec, _t) in enumerate(self.records):
             ev = rec.event
             if ev == TRC_EVTCHN_SEND:
@@ -94,16 +96,21 @@ class ChromeExport:
             elif ev == TRC_IPI_SEND and rec.d[1] == EVTCHN_SET_CODE:
                 send = last_send.pop((rec.cpu, rec.d[3], rec.d[4]), None)
                 if send is not None and i in by_send_ipi:
-                    self._carried[by_send_ipi[i]] = send
-            elif ev == TRC_IPI_RECV and rec.d[1] == EVTCHN_SET_CODE:
-                send = self._carried.pop(i, None)
+                    carried[by_send_ipi[i]] = send
+            elif ev == TRC_EVTCHN_SET:
+                send = last_send.pop((rec.cpu, rec.d[0], rec.d[1]), None)
+                if send is not None:
+                    local.add(i)
+                    yield send, i
+        arrived: dict = {}          # (cpu, domid, port) -> send index whose IPI arrived here
+        for i, (rec, _t) in enumerate(self.records):
+            ev = rec.event
+            if ev == TRC_IPI_RECV and rec.d[1] == EVTCHN_SET_CODE:
+                send = carried.pop(i, None)
                 if send is not None:
                     arrived[rec.cpu, rec.d[3], rec.d[4]] = send
-            elif ev == TRC_EVTCHN_SET:
-                key = (rec.cpu, rec.d[0], rec.d[1])
-                send = last_send.pop(key, None)
-                if send is None:
-                    send = arrived.pop(key, None)
+            elif ev == TRC_EVTCHN_SET and i not in local:
+                send = arrived.pop((rec.cpu, rec.d[0], rec.d[1]), None)
                 if send is not None:
                     yield send, i
 

@@ -60,13 +60,24 @@ def _records(path: str | None, what: str):
                    "SIGINT/SIGTERM/SIGHUP).")
 def xentrace(out, machine, poll_ms, duration):
     """Read a running machine's trace buffers into OUT (default: stdout, which must
-    not be a terminal), in Xen's binary record format.
+    not be a terminal), in Xen's binary record format, until the machine ends,
+    --duration passes, or SIGINT/SIGTERM/SIGHUP; then one line on stderr says how
+    many records were read and how many full buffers dropped.
 
     \b
     As Xen's xentrace does from Domain-0: DOM0_GETTBUFS (asked through the machine's
     control endpoint, as Domain-0) says where the per-PCPU buffers are in machine
     RAM, and the reader takes what they hold every -s ms without stopping any PCPU.
-    Only one reader at a time (smpxen up --trace is one)."""
+    The machine needs buffers (machine.trace_pages > 0, e.g. smpxen up --set
+    machine.trace_pages=256 [--trace-mask MASK]); only one reader at a time, and
+    smpxen up --trace is one. Exit status 1 when there is no machine to read, 2
+    for bad options.
+
+    \b
+    Example:
+      smpxen up --config m.toml --set machine.trace_pages=256 &
+      smpxen xentrace run.bin --duration 5
+      smpxen xentrace-format --trace run.bin | less"""
     from smpxen.trace.area import BufferReader, TraceAreaError
     from smpxen.trace.attach import AttachError, alive, find, open_ram
     if out is not None and os.path.isdir(out):
@@ -113,14 +124,21 @@ def xentrace(out, machine, poll_ms, duration):
 
 @click.command("xentrace-format")
 @click.argument("formats", required=False)
-@click.option("--trace", "trace_path", default=None,
+@click.option("--trace", "trace_path", default=None, metavar="FILE",
               help="The trace file (default: stdin, as Xen's xentrace_format).")
 @click.option("-c", "mhz", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Counter frequency in MHz: %(tsc) becomes seconds (Xen's -c).")
 def xentrace_format(formats, trace_path, mhz):
-    """Print trace records through FORMATS, a formats file in Xen's syntax
-    ({event id} {python %-format} per line; default: the one smpxen ships, with a
-    rule for every id)."""
+    """Print trace records through FORMATS, a formats file in Xen's syntax (one
+    rule a line: an event id, then a Python %-format; default: the one smpxen
+    ships as smpxen/trace/formats, with a rule for every id smpxen writes).
+
+    \b
+    Keys: %(cpu)d %(tsc)d %(event)d %(1)d..%(5)d (Xen's), %(reltsc)d (cycles since
+    the PCPU's previous record), %(time)d (ns on the common time axis, -1 before
+    the PCPU's time was up), %(name)s, %(kind)s (the IPI kind or hypercall),
+    %(12)d and %(34)d (d1:d2 and d3:d4 as one 64-bit number). A record whose id
+    has no rule takes rule 0, or is not printed."""
     from smpxen.trace.formats import Formatter, FormatsError, read_formats, shipped_formats
     try:
         rules = read_formats(formats or shipped_formats())
@@ -143,8 +161,9 @@ def xentrace_format(formats, trace_path, mhz):
 @click.argument("trace", required=False)
 def xentrace_cpusplit(base_name, trace):
     """Split a trace (TRACE, default stdin) into one file per PCPU, named BASE_NAME
-    followed by the PCPU number (Xen's xentrace_cpusplit), each in the same binary
-    format and in its PCPU's order."""
+    followed by the PCPU number (BASE_NAME0, BASE_NAME1, ...: Xen's
+    xentrace_cpusplit), each in the same binary format and in its PCPU's order.
+    The files written are listed on stderr."""
     files = {}
     try:
         for rec in _records(trace, "xentrace-cpusplit"):
@@ -163,13 +182,17 @@ def xentrace_cpusplit(base_name, trace):
 
 
 @click.command("trace-export")
-@click.option("--chrome", "chrome_out", required=True,
+@click.option("--chrome", "chrome_out", required=True, metavar="OUT.json",
               help="Write the Trace Event Format JSON that Perfetto and chrome://tracing open.")
 @click.argument("trace", required=False)
 def trace_export(chrome_out, trace):
-    """Export a trace (TRACE, default stdin) as a timeline: one track per PCPU on the
-    common time axis, domains as slices, IPIs and events as flows. Prints what the
-    placement found (records, IPI pairs, inversions) as JSON."""
+    """Export a trace (TRACE, default stdin) as a timeline that ui.perfetto.dev or
+    chrome://tracing opens: one track per PCPU on the common time axis (system
+    time, from each PCPU's time anchors: record the `time` class), each domain's
+    stints as slices with its hypercalls inside (`sched`, `hcall`), IPIs as arrows
+    from sender to receiver (`ipi`), and event-channel sends as arrows to where
+    their port was set (`evtchn`). Prints what the placement found (records
+    placed, IPI pairs, inversions) as JSON."""
     from smpxen.trace.chrome import export_chrome
     try:
         summary = export_chrome(_records(trace, "trace-export"), chrome_out)

@@ -10,6 +10,7 @@ from array import array
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
+from smpxen.config.schema import MAX_CPUS
 from smpxen.xen.trace import FILE_REC_FORMAT, FILE_REC_SIZE, REC_SIZE
 
 _file_rec = struct.Struct(FILE_REC_FORMAT)
@@ -47,16 +48,25 @@ def frame(cpu: int, raw: bytes) -> bytes:
     return out.tobytes()
 
 
+def _not_a_trace(path: str, offset: int, cpu: int):
+    raise TraceFileError(f"{path}: the record at byte {offset} names CPU {cpu} "
+                         f"(smpxen has at most {MAX_CPUS}): not a trace file")
+
+
 def iter_records(f: BinaryIO, path: str = "trace") -> Iterator[Record]:
-    """Records of a trace file, in file order. A file that ends inside a record
-    raises TraceFileError after the whole records before it."""
+    """Records of a trace file, in file order. A file that ends inside a record,
+    or a record naming a CPU no machine has (the format has no header: this is
+    how a file that is not a trace shows), raises TraceFileError after the whole
+    records before it."""
     offset = 0
     while True:
         chunk = f.read(FILE_REC_SIZE * 4096)
         if not chunk:
             return
         whole = len(chunk) - len(chunk) % FILE_REC_SIZE
-        for cpu, cycles, event, *d in _file_rec.iter_unpack(chunk[:whole]):
+        for k, (cpu, cycles, event, *d) in enumerate(_file_rec.iter_unpack(chunk[:whole])):
+            if cpu >= MAX_CPUS:
+                _not_a_trace(path, offset + k * FILE_REC_SIZE, cpu)
             yield Record(cpu, cycles, event, tuple(d))
         offset += whole
         if whole != len(chunk):
@@ -65,6 +75,8 @@ def iter_records(f: BinaryIO, path: str = "trace") -> Iterator[Record]:
                 raise TraceFileError(f"{path}: ends inside a record at byte {offset} "
                                      f"(records are {FILE_REC_SIZE} bytes)")
             cpu, cycles, event, *d = _file_rec.unpack(rest)
+            if cpu >= MAX_CPUS:
+                _not_a_trace(path, offset, cpu)
             yield Record(cpu, cycles, event, tuple(d))
             offset += FILE_REC_SIZE
 

@@ -14,6 +14,7 @@ import os
 
 from smpxen.control.endpoint import Session, XmError, verb
 from smpxen.shm.frametable import MachineHeader
+from smpxen.trace.area import NO_BUFFERS
 from smpxen.xen import dom0_ops as D, errno
 
 
@@ -26,8 +27,7 @@ def _gettbufs(s: Session) -> tuple[int, int, str]:
             return got.mach_addr, got.size, "DOM0_GETTBUFS"
         except XcError as e:
             if e.rc == -errno.ENODATA:
-                raise XmError("the machine has no trace buffers (start it with --trace FILE "
-                              "or machine.trace_pages > 0)") from None
+                raise XmError(NO_BUFFERS) from None
             raise
         except PrivcmdFailed as e:
             via = f"the hypervisor's header (Domain-0 cannot ask: {e})"
@@ -36,8 +36,7 @@ def _gettbufs(s: Session) -> tuple[int, int, str]:
     ram = s.machine.ram()
     h = MachineHeader.from_buffer_copy(ram.mem[:ctypes.sizeof(MachineHeader)])
     if not h.tbuf_size:
-        raise XmError("the machine has no trace buffers (start it with --trace FILE or "
-                      "machine.trace_pages > 0)")
+        raise XmError(NO_BUFFERS)
     return h.tbuf_maddr, h.tbuf_size, via
 
 

@@ -101,6 +101,10 @@ def test_traced_run_has_the_records_in_order(tmp_path, no_leaks):
 
     a = analyse(records)
     assert a["anchors"] >= 2 and a["inversions"]["placed_pairs"] > 0
+    # The skew-free one-way trip of each window's fastest exchange: a trip takes time,
+    # whatever the skew (placing exchanges across a PCPU's new anchor could shrink it).
+    trips = [w["one_way_us"] for w in a["windows"] if w["one_way_us"] is not None]
+    assert trips and min(trips) > 0
 
     out = run_cli("xentrace-format", "--trace", trace)
     assert out.returncode == 0
@@ -115,6 +119,14 @@ def test_traced_run_has_the_records_in_order(tmp_path, no_leaks):
     domains = {e["name"] for e in doc["traceEvents"] if e.get("cat") == "domain"}
     assert {"d0", "d1", "d2"} <= domains
     assert sum(1 for e in doc["traceEvents"] if e["ph"] == "s" and e["cat"] == "ipi") > 400
+    # Every event that crossed (one IPI_EVTCHN_SET each in a ping-pong) is an arrow
+    # from its send on one PCPU to its port's setting on the other.
+    ends = {}
+    for e in doc["traceEvents"]:
+        if e["ph"] in "sf" and e["cat"] == "evtchn":
+            ends.setdefault(e["id"], {})[e["ph"]] = e["tid"]
+    carried = sum(1 for *_x, code, _si, _ri in pairs.pairs if code == EVTCHN_SET_CODE)
+    assert sum(1 for v in ends.values() if v["s"] != v["f"]) == carried >= 400
 
 
 @pytest.mark.timeout(120)

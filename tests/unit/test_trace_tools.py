@@ -68,6 +68,14 @@ def test_every_message_between_pcpus_has_an_ipi_code():
     assert len(set(IPI_CODES.values())) == len(IPI_CODES) and 0 not in IPI_CODES.values()
 
 
+def test_a_file_that_is_not_a_trace_is_one_error():
+    text = b"[machine]\ncpus = 2\n" * 4              # 72 bytes: two "records"
+    with pytest.raises(TraceFileError, match="byte 0 names CPU .*not a trace file"):
+        list(iter_records(io.BytesIO(text), "m.toml"))
+    last = Record(127, 1, 2, (0,) * 5).pack()         # the highest PCPU is fine
+    assert [r.cpu for r in iter_records(io.BytesIO(last))] == [127]
+
+
 # ---- masks --------------------------------------------------------------------------
 @pytest.mark.parametrize("text, value", [
     ("all", 0xFFFF0000), ("sched", T.TRC_SCHED), ("sched,ipi", T.TRC_SCHED | T.TRC_IPI),
@@ -284,6 +292,26 @@ def test_chrome_export_tracks_slices_and_flows(tmp_path):
     assert flows[("evtchn", 2)] == {"s": (0, 2.5), "f": (1, 36.0)}
     assert summary["records_unplaced"] == 1 and summary["inversions"]["ipi_pairs"] == 1
     assert doc["otherData"]["smpxen"] == summary
+
+
+def test_chrome_export_links_events_whichever_pcpus_records_come_first(tmp_path):
+    """The reader writes each PCPU's records in chunks: here PCPU 1's (the receive
+    and the setting) come before PCPU 0's (the send); a local send comes last."""
+    from smpxen.trace.chrome import export_chrome
+    pcpu1 = [anchor(1, 0, 0), ipi(1, 70000, False, 0, M.IPI_EVTCHN_SET, 1, 2, 5),
+             Record(1, 72000, T.TRC_EVTCHN_SET, (2, 5, 1, 0, 0))]
+    pcpu0 = [anchor(0, 0, 0), Record(0, 5000, T.TRC_EVTCHN_SEND, (2, 5, 1, 0, 0)),
+             ipi(0, 6000, True, 1, M.IPI_EVTCHN_SET, 1, 2, 5),
+             Record(0, 9000, T.TRC_EVTCHN_SEND, (1, 3, 1, 0, 0)),
+             Record(0, 9500, T.TRC_EVTCHN_SET, (1, 3, 1, 0, 0))]
+    out = tmp_path / "c.json"
+    export_chrome(pcpu1 + pcpu0, str(out))
+    flows = {}
+    for e in json.loads(out.read_text())["traceEvents"]:
+        if e["ph"] in "sf" and e["cat"] == "evtchn":
+            flows.setdefault(e["id"], {})[e["ph"]] = (e["tid"], e["ts"])
+    assert sorted(flows.values(), key=lambda f: f["s"]) == [{"s": (0, 2.5), "f": (1, 36.0)},
+                                                            {"s": (0, 4.5), "f": (0, 4.75)}]
 
 
 # ---- config --------------------------------------------------------------------------------
