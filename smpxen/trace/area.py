@@ -81,6 +81,7 @@ class BufferReader:
         self.info = info
         self.readers = [TraceReader(mem, info.mach_addr + cpu * info.size) for cpu in range(info.nr_pcpus)]
         self.records = [0] * info.nr_pcpus      # records taken, per PCPU
+        self.lost_before = [r.lost for r in self.readers]   # dropped before this reader came
 
     def drain(self, out) -> int:
         """Write every record the buffers hold to `out` (xentrace's format);
@@ -95,8 +96,13 @@ class BufferReader:
                 total += n
         return total
 
+    def fullest(self) -> float:
+        """The share (0..1) of the fullest buffer that holds records not yet taken."""
+        return max(r.pending() / max(r.size - 1, 1) for r in self.readers)
+
     def lost(self) -> list[int]:
-        return [r.lost for r in self.readers]
+        """Records each buffer dropped while this reader read (the count wraps at 2^32)."""
+        return [(r.lost - before) & 0xFFFFFFFF for r, before in zip(self.readers, self.lost_before)]
 
     def summary(self) -> dict:
         lost = self.lost()

@@ -54,7 +54,8 @@ def _records(path: str | None, what: str):
               help="The machine (the tag smpxen up printed, or its process id); needed when "
                    "several run, as for smpxen xm.")
 @click.option("-s", "--poll-sleep", "poll_ms", type=click.IntRange(1, 10_000), default=100,
-              show_default=True, help="Milliseconds between looks at the buffers (Xen's -s).")
+              show_default=True, help="Milliseconds between looks at the buffers (Xen's -s); "
+                                      "sooner while they fill fast.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop after this many seconds (default: when the machine ends, or on "
                    "SIGINT/SIGTERM/SIGHUP).")
@@ -67,7 +68,8 @@ def xentrace(out, machine, poll_ms, duration):
     \b
     As Xen's xentrace does from Domain-0: DOM0_GETTBUFS (asked through the machine's
     control endpoint, as Domain-0) says where the per-PCPU buffers are in machine
-    RAM, and the reader takes what they hold every -s ms without stopping any PCPU.
+    RAM, and the reader takes what they hold every -s ms (sooner while they fill
+    fast: a full buffer drops records) without stopping any PCPU.
     The machine needs buffers (machine.trace_pages > 0, e.g. smpxen up --set
     machine.trace_pages=256 [--trace-mask MASK]); only one reader at a time, and
     smpxen up --trace is one. Exit status 1 when there is no machine to read, 2
@@ -79,7 +81,7 @@ def xentrace(out, machine, poll_ms, duration):
       smpxen xentrace run.bin --duration 5
       smpxen xentrace-format --trace run.bin | less"""
     from smpxen.trace.area import BufferReader, TraceAreaError
-    from smpxen.trace.attach import AttachError, alive, find, open_ram
+    from smpxen.trace.attach import AttachError, find, open_ram
     if out is not None and os.path.isdir(out):
         _fail("xentrace", f"{out}: is a directory")
     if out is None and sys.stdout.isatty():
@@ -102,24 +104,46 @@ def xentrace(out, machine, poll_ms, duration):
         stop = []
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, lambda *_: stop.append(1))
-        end = None if duration is None else time.monotonic() + duration
-        while not stop and alive(m.pid) and (end is None or time.monotonic() < end):
-            reader.drain(sink)
-            time.sleep(poll_ms / 1000)
-        reader.drain(sink)
-        sink.flush()
+        closed = _read_until(reader, sink, m.pid, stop, duration, poll_ms / 1000)
         if out is not None:
             sink.close()
         s = reader.summary()
+        before = sum(reader.lost_before)
         click.echo(f"smpxen xentrace: machine {m.pid}: {s['records']} records, "
-                   f"{s['lost']} lost to full buffers "
-                   f"({', '.join(str(p['lost']) for p in s['per_pcpu'])} by PCPU); "
-                   f"buffers found through {m.via}", err=True)
+                   f"{s['lost']} lost to full buffers while reading "
+                   f"({', '.join(str(p['lost']) for p in s['per_pcpu'])} by PCPU"
+                   f"{f'; {before} before' if before else ''}); "
+                   f"buffers found through {m.via}{'; output closed' if closed else ''}", err=True)
     finally:
         if reader is not None:
             reader.release()
         del reader
         os.close(fd)
+
+
+def _read_until(reader, sink, pid: int, stop: list, duration, longest_s: float) -> bool:
+    """Drain the buffers into sink until the machine ends, `duration` passes or a
+    signal comes, looking every `longest_s` and sooner when they fill fast
+    (smpxen/trace/collect.py). True if sink was closed by its reader (`| head`)."""
+    from smpxen.trace.attach import alive
+    from smpxen.trace.collect import next_poll_s
+    end = None if duration is None else time.monotonic() + duration
+    last = time.monotonic()
+    try:
+        while not stop and alive(pid) and (end is None or time.monotonic() < end):
+            now = time.monotonic()
+            fill = reader.fullest()
+            reader.drain(sink)
+            wait = next_poll_s(fill, now - last, longest_s)
+            last = now
+            time.sleep(wait if end is None else max(0.0, min(wait, end - time.monotonic())))
+        reader.drain(sink)
+        sink.flush()
+    except BrokenPipeError:
+        # Nothing more can be written; keep the interpreter's last flush quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sink.fileno())
+        return True
+    return False
 
 
 @click.command("xentrace-format")
@@ -135,10 +159,12 @@ def xentrace_format(formats, trace_path, mhz):
 
     \b
     Keys: %(cpu)d %(tsc)d %(event)d %(1)d..%(5)d (Xen's), %(reltsc)d (cycles since
-    the PCPU's previous record), %(time)d (ns on the common time axis, -1 before
-    the PCPU's time was up), %(name)s, %(kind)s (the IPI kind or hypercall),
+    the PCPU's previous record), %(time)d (ns on the common time axis), %(name)s,
+    %(kind)s (the IPI kind or hypercall),
     %(12)d and %(34)d (d1:d2 and d3:d4 as one 64-bit number). A record whose id
-    has no rule takes rule 0, or is not printed."""
+    has no rule takes rule 0, or is not printed. %(time)d is -1 for a record with
+    no time anchor of its PCPU before it in the trace (before its time was up, or
+    the first few ms a live reader took)."""
     from smpxen.trace.formats import Formatter, FormatsError, read_formats, shipped_formats
     try:
         rules = read_formats(formats or shipped_formats())
@@ -213,9 +239,10 @@ def trace_skew(trace, window_ms):
 
     \b
     JSON on stdout: `inversions` over the whole trace, and `windows`: per window
-    and pair of PCPUs, the IPIs each way, the inverted ones, and the apparent
-    offset between the two PCPUs' system times and the one-way trip, from the
-    fastest trip each way (as NTP estimates a clock's offset)."""
+    and pair of PCPUs a < b, the IPIs each way, the inverted ones, b's system time
+    minus a's (`offset_us`, within +-`one_way_us`) and a one-way trip no skew can
+    shrink (`one_way_us`), from the exchange (an IPI and the first one back) with
+    the fastest round trip, as NTP estimates a clock's offset."""
     from smpxen.trace.timeline import analyse
     click.echo(json.dumps(analyse(_records(trace, "trace-skew"), window_ms * 1_000_000), indent=2))
 

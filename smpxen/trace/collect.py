@@ -19,12 +19,12 @@ POLL_S = 0.02         # at most this long between looks
 MIN_POLL_S = 0.002    # the soonest it looks again, however fast the buffers fill
 
 
-def next_poll_s(fill: float, elapsed_s: float) -> float:
+def next_poll_s(fill: float, elapsed_s: float, longest_s: float = POLL_S) -> float:
     """Seconds until the next look, given the fullest buffer's share in use
     (0..1) after `elapsed_s` since the last look emptied it."""
     if fill <= 0:
-        return POLL_S
-    return min(POLL_S, max(MIN_POLL_S, 0.5 * elapsed_s / fill))
+        return longest_s
+    return min(longest_s, max(MIN_POLL_S, 0.5 * elapsed_s / fill))
 
 
 class TraceCollector:
@@ -39,7 +39,7 @@ class TraceCollector:
 
     def fire(self, _outboxes=None) -> None:
         now = time.monotonic()
-        fill = max(r.pending() / max(r.size - 1, 1) for r in self.reader.readers)
+        fill = self.reader.fullest()
         self.reader.drain(self.out)
         self.next = now + next_poll_s(fill, now - self.last)
         self.last = now

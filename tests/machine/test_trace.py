@@ -136,9 +136,8 @@ def test_xentrace_reads_a_live_machine_and_only_one_reader_at_a_time(tmp_path, n
 cpus = 2
 trace_pages = 64
 [dom0]
-kernel = "spin"
+kernel = "idle"
 cpu = 0
-cmdline = "4000000000"
 [[domain]]
 name = "responder"
 kernel = "evtchn_pingpong"
@@ -170,6 +169,14 @@ cmdline = "self={domid} peer={domid} count=100000000"
         _out, err = first.communicate(timeout=30)
         assert first.returncode == 0, err
         assert f"machine {pid}:" in err and "records" in err and "through DOM0_GETTBUFS" in err
+        # Into a pipe whose reader goes away (`| head -c 360`): it stops, says so, exit 0.
+        piped = subprocess.Popen(smpxen_command("xentrace", "--machine", pid, "--duration", "60", "-s", "10"),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        head = piped.stdout.read(360)
+        piped.stdout.close()
+        piped_err = piped.stderr.read().decode()
+        assert piped.wait(timeout=30) == 0 and len(head) == 360, piped_err
+        assert piped_err.count("\n") == 1 and "output closed" in piped_err
         assert machine.poll() is None, "reading stopped the machine"
     finally:
         if first is not None and first.poll() is None:

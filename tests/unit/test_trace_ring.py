@@ -132,7 +132,19 @@ def test_area_gives_gettbufs_answer_and_the_reader_takes_every_buffer(tmp_path):
         assert (rec.cpu, rec.cycles, rec.event, rec.d[0]) == (1, 7, EVENT, 1)
         assert reader.summary()["per_pcpu"] == [{"records": 0, "lost": 0}, {"records": 1, "lost": 0}]
         reader.release()
-        del reader, w1, ft
+        # A reader that comes late (smpxen xentrace) counts only what is lost while it reads.
+        w0 = TraceWriter(ram.mem, info.mach_addr, info.mask, lambda: 9)
+        for i in range(300):                       # 254 slots: 46 dropped with no reader
+            w0.trace(EVENT, i)
+        late = BufferReader(ram.mem, ram.fd)
+        assert late.lost_before == [46, 0] and late.summary()["lost"] == 0
+        with open(tmp_path / "late.bin", "wb") as f:
+            assert late.drain(f) == 254
+            for i in range(300):
+                w0.trace(EVENT, i)
+        assert late.summary()["lost"] == w0.lost - 46 > 0
+        late.release()
+        del reader, late, w0, w1, ft
     finally:
         ram.close()
 
@@ -153,3 +165,5 @@ def test_the_collector_looks_again_before_the_fullest_buffer_is_half_full():
     assert next_poll_s(0.2, POLL_S) == POLL_S                # half full in 2.5 periods: the longest
     assert next_poll_s(0.8, 0.016) == pytest.approx(0.01)    # 80 % in 16 ms: half full in 10 ms
     assert next_poll_s(1.0, 0.001) == MIN_POLL_S             # never sooner than 2 ms
+    assert next_poll_s(0.0, 0.1, 0.1) == 0.1                 # smpxen xentrace -s 100: its own longest
+    assert next_poll_s(0.8, 0.1, 0.1) == pytest.approx(0.0625)
