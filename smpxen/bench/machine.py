@@ -151,11 +151,13 @@ def _aggregate(runs: list, seconds) -> dict:
 
 def raw_unicorn_hook_us(calls: int = HYPERCALLS) -> float:
     """Floor for a hypercall: a bare core looping on `int $0x82` with a Python hook
-    that reads the six argument registers and writes EAX through the C API."""
+    that reads the six argument registers and writes EAX through the C API, called
+    as smpxen's hook calls it (smpxen/pcpu/ucpatch.py raw_function)."""
     from keystone import KS_ARCH_X86, KS_MODE_32, Ks
     from unicorn import UC_ARCH_X86, UC_HOOK_INTR, UC_MODE_32, UC_PROT_ALL, Uc
-    from unicorn.unicorn_py3.unicorn import HOOK_INTR_CFUNC, uclib
+    from unicorn.unicorn_py3.unicorn import HOOK_INTR_CFUNC
     from unicorn import x86_const as R
+    from smpxen.pcpu.ucpatch import raw_function
     code = bytes(Ks(KS_ARCH_X86, KS_MODE_32).asm(
         f"mov edi, {calls}\nl: mov eax, 17\n int 0x82\n dec edi\n jnz l\n", 0x1000)[0])
     ram = mmap.mmap(-1, 1 << 20)
@@ -169,11 +171,13 @@ def raw_unicorn_hook_us(calls: int = HYPERCALLS) -> float:
     vals = (ctypes.c_uint32 * 6)()
     ptrs = (ctypes.c_void_p * 6)(*[ctypes.addressof(vals) + 4 * i for i in range(6)])
     out = ctypes.c_uint32(0x20000)
+    out_ref = ctypes.byref(out)
     h = uc._uch
+    read_batch, write = raw_function("uc_reg_read_batch"), raw_function("uc_reg_write")
 
     def hook(_h, _vector, _user):
-        uclib.uc_reg_read_batch(h, ids, ptrs, 6)
-        uclib.uc_reg_write(h, R.UC_X86_REG_EAX, ctypes.byref(out))
+        read_batch(h, ids, ptrs, 6)
+        write(h, R.UC_X86_REG_EAX, out_ref)
     cb = HOOK_INTR_CFUNC(hook)
     uc._Uc__do_hook_add(UC_HOOK_INTR, cb, 1, 0)
     t = time.perf_counter()

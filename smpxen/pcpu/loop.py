@@ -127,10 +127,11 @@ class Pcpu:
 
     def _interrupt(self, vector: int) -> None:
         core = self.core
-        cpl = core.cpl()
+        regs = core.entry_registers()
+        cpl = regs[0] & 3
         self._hypercall_nr = None
         if vector == HYPERCALL_VECTOR and cpl == 1:
-            self._hypercall()
+            self._hypercall(regs[1:])
             return
         v = self.current
         if v.thread.fast_trap == vector and self.traps.fast_trap(v, vector, core.eip(), cpl):
@@ -138,9 +139,9 @@ class Pcpu:
         self.exit = ("trap", vector, core.eip(), cpl)
         core.stop()
 
-    def _hypercall(self) -> None:
+    def _hypercall(self, args: list) -> None:
+        """args: EAX (the number), EBX, ECX, EDX, ESI, EDI."""
         core = self.core
-        args = core.hypercall_args()
         nr = self._hypercall_nr = args[0] & (NR_HYPERCALLS - 1)
         self.counts["hypercalls"] += 1
         v = self.current
