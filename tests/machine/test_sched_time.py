@@ -230,3 +230,48 @@ cmdline = "20"
     wake = result.report["pcpus"][0]["timer_wake_us"]
     assert wake["fire_late"]["samples"] == wake["to_guest"]["samples"] == 20, wake
     assert wake["fire_late"]["min"] >= 900, wake
+
+
+TICK = """
+from smpxen.hv.table import HYPERCALLS
+from smpxen.xen.hypercall import Hypercall
+from smpxen.xen.xen import VIRQ_TIMER
+
+real = HYPERCALLS[Hypercall.set_timer_op]
+
+def with_tick(hv, *args):
+    # The PCPU's 10 ms tick lands right after the timer is set: VIRQ_TIMER for the
+    # running domain, pending (the guest has upcalls masked) when it blocks.
+    rc = real(hv, *args)
+    hv._pcpu.events.send_virq(hv.current.domid, VIRQ_TIMER)
+    return rc
+
+HYPERCALLS[Hypercall.set_timer_op] = with_tick
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_tick_pending_at_the_block_is_not_an_early_timer(tmp_path, no_leaks):
+    """With upcalls masked up to the block, a tick's VIRQ_TIMER that came in
+    between makes the block return at once, before the deadline. timer_test saw
+    it (pending before the block), waits again, and does not count it as a timer
+    that fired early (test_preemption's neighbour once reported one)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(TICK)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
+    cfg = write_config(tmp_path, """
+[machine]
+cpus = 1
+memory_mib = 32
+[[domain]]
+name = "tt"
+kernel = "timer_test"
+cmdline = "20"
+""")
+    result = run_up("--config", cfg, "--quiet", report_dir=tmp_path, timeout=30, env=env)
+    assert result.status == 0, result.stderr
+    tt = values(result.domain("tt"))
+    assert tt["early"] == 0, tt
+    assert 0 <= tt["mean_late_us"] < 3000, tt
