@@ -152,13 +152,6 @@ after_load512:
     movzx eax, ax
     mov esi, t_es
     call report
-    sldt ax
-    movzx eax, ax
-    mov esi, t_ldtr
-    call report
-    call pcpu_id
-    mov esi, t_pcpu
-    call report
 
     # In use as an LDT: no writable mapping, no raw write.
     mov eax, LDTVA
@@ -358,6 +351,26 @@ ldt_loop_next:
     mov eax, [cpu_mask]
     mov esi, t_cpu_mask
     call report
+    # LDTR and the PCPU running us, read in one window in which we were not
+    # switched in again, as in the loop: reported apart, a move in between (the
+    # report is a hypercall) would pair one PCPU's selector with another's id.
+ldtr_sample:
+    mov ebp, [0xC0304114]            # SHVA + SI_TIME_VERSION2
+    call pcpu_id
+    mov ebx, eax
+    sldt dx
+    call pcpu_id
+    cmp eax, ebx
+    jne ldtr_sample
+    cmp ebp, [0xC0304114]
+    jne ldtr_sample
+    mov [sample_pcpu], ebx
+    movzx eax, dx
+    mov esi, t_ldtr
+    call report
+    mov eax, [sample_pcpu]
+    mov esi, t_pcpu
+    call report
 
     # Ring 3 with DS = an LDT selector whose page is not in the shadow (the LDT was
     # switched off and on; only page 0 is mapped again): the trap back to ring 1
@@ -525,6 +538,7 @@ gp_code: .long 0
 errors: .long 0
 ldtr_errors: .long 0
 ldtr_checks: .long 0
+sample_pcpu: .long 0
 cpu_mask: .long 0
 saved_esp: .long 0
 user_trap_ds: .long 0
