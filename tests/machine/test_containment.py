@@ -4,12 +4,12 @@ short traceback in the report; the PCPU, the machine and the other domains go on
 
 The faults are injected from outside the code under test: a sitecustomize module on
 PYTHONPATH (every PCPU process imports it at start-up) wraps one hypercall handler."""
-import os
 import textwrap
 
 import pytest
 
 from smpxen.testing import run_up, write_config
+from support.inject import site_env
 
 INJECT = """
 from smpxen.hv.table import HYPERCALLS
@@ -27,12 +27,7 @@ HYPERCALLS[Hypercall.{name}] = faulty
 
 
 def inject(tmp_path, **kw) -> dict:
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(INJECT.format(**kw))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
-    return env
+    return site_env(tmp_path, INJECT.format(**kw))
 
 
 MACHINE = """
@@ -77,16 +72,12 @@ def test_an_error_in_a_hypercall_crashes_only_the_caller(tmp_path, no_leaks, bys
 def test_a_failing_remote_call_crashes_the_caller_not_the_remote_pcpu(tmp_path, no_leaks):
     # Domain-0 pauses a domain hosted by PCPU 1: PCPU 1 runs dom_pause for it. The
     # injected fault makes that remote function raise on PCPU 1.
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(textwrap.dedent("""
+    env = site_env(tmp_path, textwrap.dedent("""
         from smpxen.pcpu import mailbox
         def broken(pcpu, domid, pause):
             raise ValueError("remote side failed")
         mailbox.REMOTE_FUNCTIONS["dom_pause"] = broken
     """))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
     cfg = write_config(tmp_path, """
 [machine]
 cpus = 2

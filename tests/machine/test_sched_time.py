@@ -1,11 +1,11 @@
 """Scheduling and time across real PCPU processes: BVT weights, migration, the
 two time models' cross-CPU skew."""
 import functools
-import os
 
 import pytest
 
 from smpxen.testing import console_values, run_up, write_config
+from support.inject import site_env
 
 
 @functools.cache
@@ -182,6 +182,21 @@ def test_dom0_control_interface(tmp_path, no_leaks):
     assert target["pcpus_ran_on"] == [0, 1]
 
 
+def timer_test_with(tmp_path, sitecustomize: str):
+    """timer_test (20 rounds) alone on one PCPU, with `sitecustomize` in every PCPU."""
+    cfg = write_config(tmp_path, """
+[machine]
+cpus = 1
+memory_mib = 32
+[[domain]]
+name = "tt"
+kernel = "timer_test"
+cmdline = "20"
+""")
+    return run_up("--config", cfg, "--quiet", report_dir=tmp_path, timeout=30,
+                  env=site_env(tmp_path, sitecustomize))
+
+
 STALL = """
 import time
 from smpxen.hv.table import HYPERCALLS
@@ -208,21 +223,7 @@ def test_a_timer_that_fires_before_the_block_still_wakes_the_guest(tmp_path, no_
     its upcall consumed VIRQ_TIMER, and the block slept for good. Forced here on
     every round; the guest masks upcalls from its time read to the block, and
     SCHEDOP_block (upcalls unmasked, event pending) returns at once."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(STALL)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
-    cfg = write_config(tmp_path, """
-[machine]
-cpus = 1
-memory_mib = 32
-[[domain]]
-name = "tt"
-kernel = "timer_test"
-cmdline = "20"
-""")
-    result = run_up("--config", cfg, "--quiet", report_dir=tmp_path, timeout=30, env=env)
+    result = timer_test_with(tmp_path, STALL)
     assert result.status == 0, result.stderr
     tt = values(result.domain("tt"))
     assert tt["mean_late_us"] >= 1000, tt          # every round met the stall
@@ -256,21 +257,7 @@ def test_a_tick_pending_at_the_block_is_not_an_early_timer(tmp_path, no_leaks):
     between makes the block return at once, before the deadline. timer_test saw
     it (pending before the block), waits again, and does not count it as a timer
     that fired early (test_preemption's neighbour once reported one)."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(TICK)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
-    cfg = write_config(tmp_path, """
-[machine]
-cpus = 1
-memory_mib = 32
-[[domain]]
-name = "tt"
-kernel = "timer_test"
-cmdline = "20"
-""")
-    result = run_up("--config", cfg, "--quiet", report_dir=tmp_path, timeout=30, env=env)
+    result = timer_test_with(tmp_path, TICK)
     assert result.status == 0, result.stderr
     tt = values(result.domain("tt"))
     assert tt["early"] == 0, tt

@@ -296,18 +296,10 @@ ldt_loop_ok2:
     inc dword ptr [errors]
 ldt_loop_ok3:
     # LDTR holds the selector of the PCPU running us (Xen's __LDT(cpu)), whichever
-    # that is now. Only windows in which we were not switched in again count (the
-    # time version in shared_info moves at every schedule-in): a move away and back
-    # between the two pcpu_id reads would go unseen.
-    mov ebp, [0xC0304114]            # SHVA + SI_TIME_VERSION2
-    call pcpu_id
-    mov ebx, eax
-    sldt dx
-    call pcpu_id
-    cmp eax, ebx
-    jne ldt_loop_cpu
-    cmp ebp, [0xC0304114]
-    jne ldt_loop_cpu
+    # that is now; only windows without a switch-in count.
+    call sample_ldtr
+    test eax, eax
+    jnz ldt_loop_cpu
     inc dword ptr [ldtr_checks]
     movzx edx, dx
     lea ecx, [ebx * 2 + 265]
@@ -351,19 +343,13 @@ ldt_loop_next:
     mov eax, [cpu_mask]
     mov esi, t_cpu_mask
     call report
-    # LDTR and the PCPU running us, read in one window in which we were not
-    # switched in again, as in the loop: reported apart, a move in between (the
-    # report is a hypercall) would pair one PCPU's selector with another's id.
+    # LDTR and the PCPU running us, from one window without a switch-in: reported
+    # apart, a move in between (the report is a hypercall) would pair one PCPU's
+    # selector with another's id.
 ldtr_sample:
-    mov ebp, [0xC0304114]            # SHVA + SI_TIME_VERSION2
-    call pcpu_id
-    mov ebx, eax
-    sldt dx
-    call pcpu_id
-    cmp eax, ebx
-    jne ldtr_sample
-    cmp ebp, [0xC0304114]
-    jne ldtr_sample
+    call sample_ldtr
+    test eax, eax
+    jnz ldtr_sample
     mov [sample_pcpu], ebx
     movzx eax, dx
     mov esi, t_ldtr
@@ -453,6 +439,22 @@ after_off:
     call uva
     mov esi, t_off_rw
     call report
+    ret
+
+# sample_ldtr -> EBX = the PCPU running us, DX = LDTR, EAX = 0 if both were read
+# in one window in which we were not switched in again (the time version in
+# shared_info moves at every schedule-in; a move away and back between the two
+# pcpu_id reads would go unseen), nonzero otherwise. Clobbers ECX, EBP.
+sample_ldtr:
+    mov ebp, [0xC0304114]            # SHVA + SI_TIME_VERSION2
+    call pcpu_id
+    mov ebx, eax
+    sldt dx
+    call pcpu_id
+    xor eax, ebx
+    mov ecx, [0xC0304114]
+    xor ecx, ebp
+    or eax, ecx
     ret
 
 # Faults the checks provoke: record them and resume at [fault_resume].
