@@ -93,6 +93,11 @@ done:
     code = bytes(Ks(KS_ARCH_X86, KS_MODE_32).asm(driver, 0x1000)[0])
     ram = mmap.mmap(-1, 1 << 20)
     anchor = ctypes.c_char.from_buffer(ram)
+    # The first instance a process initialises runs this loop ~15 % slower than
+    # later ones (docs/design.md, scripts/probes/first_instance.py): measure on a
+    # second one, or the floor would sit below smpxen's own core.
+    spare = Uc(UC_ARCH_X86, UC_MODE_32)
+    spare.reg_read(R.UC_X86_REG_EAX)
     uc = Uc(UC_ARCH_X86, UC_MODE_32)
     uc.mem_map_ptr(0, 1 << 20, UC_PROT_ALL, ctypes.addressof(anchor))
     uc.mem_write(0x1000, code)
