@@ -52,9 +52,13 @@ def _alive(pid: int) -> bool:
 
 def find_machine(machine: str | None) -> tuple[str, int | None]:
     """(endpoint address, machine pid if known) for --machine (None: the only one)."""
-    if machine and machine.startswith("ipc://"):
-        m = re.match(r"^ipc://(@smpxen-(\d+)-[0-9a-f]+-control)$", machine)
-        return machine, int(m[2]) if m else None
+    if machine and "://" in machine:
+        # an address is only taken as one of a machine bound here: ZeroMQ would wait
+        # for any other for ever
+        m = _ENDPOINT.match(machine.removeprefix("ipc://"))
+        if not machine.startswith("ipc://") or m is None:
+            raise NoMachine(f"--machine {machine!r}: not a control endpoint (ipc://@smpxen-TAG-control)")
+        machine = m[1]
     machines = running_machines()
     if machine:
         hits = {t: p for t, p in machines.items() if t == machine or str(p) == machine}
