@@ -28,6 +28,7 @@ from smpxen.control.endpoint import XmError
 KEYS = ("name", "kernel", "memory_mib", "cpu", "cmdline", "bvt")
 OPTIONS = {"--name": "name", "--memory": "memory_mib", "--cpu": "cpu", "--cmdline": "cmdline"}
 DEFAULT_CMDLINE = "{name}"
+OPTIONS_SOURCE = "xm create"  # what the checker names when the values come from the command line
 
 
 @dataclass
@@ -47,7 +48,7 @@ def parse_create_args(args: list[str]) -> tuple[str, dict]:
     """`xm create` arguments -> (FILE or KERNEL, {key: value from an option})."""
     if not args:
         raise XmError("create: missing FILE (a domain file .toml, or a kernel) (usage: create "
-                      "FILE [--name N] [--memory MIB] [--cpu N|auto] [--cmdline TEXT])")
+                      "FILE [--name N] [--memory MIB] [--cpu N|auto] [--cmdline TEXT] [-p])")
     target, rest, opts = args[0], args[1:], {}
     while rest:
         opt = rest.pop(0)
@@ -87,7 +88,7 @@ def load(target: str, opts: dict, resolve, ncpus: int, bundled) -> DomainFile:
         prefix = "domain." if table is not raw else ""
         base = path.parent
     else:
-        ck, table, prefix, base = _Checker("xm create"), {"kernel": target}, "", Path(resolve("."))
+        ck, table, prefix, base = _Checker(OPTIONS_SOURCE), {"kernel": target}, "", Path(resolve("."))
     table = {**table, **opts}
     ck.table(table, prefix.rstrip("."), KEYS)
 
@@ -143,4 +144,6 @@ def _bvt(ck: _Checker, value, key: str) -> dict:
 
 
 def config_error(e: ConfigError) -> XmError:
-    return XmError(f"create: {e}")
+    """One line: `create: FILE: KEY: reason`, or `create: KEY: reason` for a kernel
+    with options (the verb already says where it comes from)."""
+    return XmError(f"create: {str(e).removeprefix(OPTIONS_SOURCE + ': ')}")
