@@ -114,15 +114,19 @@ def xm_create(s: Session) -> str:
         raise XmError(f"create: a domain named {spec.name!r} exists already")
     try:
         image = load_kernel(spec.kernel, spec.memory_bytes)
-    except KernelError as e:
-        raise XmError(f"create: {spec.kernel}: {e}") from None
+    except KernelError as e:             # its text names the file already, an ELF's as resolved
+        text = str(e) if str(e).startswith(str(spec.kernel)) else f"{spec.kernel}: {e}"
+        raise XmError(f"create: {text}") from None
 
     def named(domid: int) -> None:
         s.tell_machine("domain_named", {"domid": domid, "name": spec.name, "kernel": str(spec.kernel),
                                         "memory_bytes": spec.memory_bytes,
                                         "cmdline": spec.render_cmdline(domid), "bvt": spec.bvt})
-    domid = build.build_domain(_xc(s), image, spec.memory_bytes, spec.render_cmdline, spec.cpu,
-                               spec.bvt, named, unpause=not paused, controller=ctrl_verbs.controller_of(s))
+    try:
+        domid = build.build_domain(_xc(s), image, spec.memory_bytes, spec.render_cmdline, spec.cpu,
+                                   spec.bvt, named, unpause=not paused, controller=ctrl_verbs.controller_of(s))
+    except XmError as e:
+        raise XmError(f"create: {e}") from None
     return f"domain {domid} ({spec.name}) created{' paused' if paused else ''}\n"
 
 
