@@ -232,6 +232,34 @@ def test_unprivileged_callers_get_eperm(hv):
     assert hv.calls == []
 
 
+def test_every_dom0_op_is_in_the_readme_and_exactly_the_unmodelled_ones_are_enosys(hv):
+    """Each DOM0_* command of smpxen/xen/dom0_ops.py has a row in the README's
+    Domain-0 table; the rows saying -ENOSYS are exactly the commands without a
+    handler, and those answer -ENOSYS; another interface version is -EACCES."""
+    import re
+    from pathlib import Path
+    from smpxen.hv.dom0_op import OPS
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("\n## Domain-0\n", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            names, text = line.split(" | ", 2)[:2]
+            rows.update({name: text for name in re.findall(r"`([A-Z0-9_]+)`", names)})
+    commands = {k[len("DOM0_"):]: v for k, v in vars(D).items()
+                if k.startswith("DOM0_") and k != "DOM0_INTERFACE_VERSION"}
+    assert set(rows) == set(commands)
+    refused = {name for name, text in rows.items() if text.startswith("**-ENOSYS**")}
+    assert refused == {name for name, cmd in commands.items() if cmd not in OPS} == {"DEBUG", "PCIDEV_ACCESS",
+                                                                                   "SHADOW_CONTROL"}
+    for name in refused:
+        assert _op(hv, commands[name], D.DomainOnly(domain=DOM_A)) == -errno.ENOSYS
+    op = D.Dom0Op(cmd=D.DOM0_GETDOMAININFO, interface_version=D.DOM0_INTERFACE_VERSION + 1)
+    hv.mem.write(0x0, bytes(op))
+    assert do_hypercall(hv, Hypercall.dom0_op, 0x0, 0, 0, 0, 0) == -errno.EACCES
+    assert {call[0] for call in hv.calls} == {"trace"}      # nothing done but the trace points
+
+
 # ---- full_execution_context_t ------------------------------------------------------------------
 def test_fxsave_image_round_trips_through_a_core():
     from unicorn import UC_ARCH_X86, UC_MODE_32, Uc
