@@ -110,13 +110,13 @@ def xm_create(s: Session) -> str:
         spec = domfile.load(target, opts, s.path, s.machine.cpus, bundled_guest_names())
     except ConfigError as e:
         raise domfile.config_error(e) from None
-    if spec.name in s.machine.names().values():
-        raise XmError(f"create: a domain named {spec.name!r} exists already")
     try:
         image = load_kernel(spec.kernel, spec.memory_bytes)
     except KernelError as e:             # its text names the file already, an ELF's as resolved
         text = str(e) if str(e).startswith(str(spec.kernel)) else f"{spec.kernel}: {e}"
         raise XmError(f"create: {text}") from None
+    if not s.machine.claim_name(spec.name):        # two clients at once may ask for one name
+        raise XmError(f"create: a domain named {spec.name!r} exists already")
 
     def named(domid: int) -> None:
         s.tell_machine("domain_named", {"domid": domid, "name": spec.name, "kernel": str(spec.kernel),
@@ -127,6 +127,8 @@ def xm_create(s: Session) -> str:
                                    spec.bvt, named, unpause=not paused, controller=ctrl_verbs.controller_of(s))
     except XmError as e:
         raise XmError(f"create: {e}") from None
+    finally:
+        s.machine.release_name(spec.name)
     return f"domain {domid} ({spec.name}) created{' paused' if paused else ''}\n"
 
 

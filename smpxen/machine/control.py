@@ -33,6 +33,7 @@ class MachineFacts:
         self.cpus = machine.cfg.cpus
         self._lock = threading.Lock()
         self._names = {d: r.name for d, r in machine.records.items()}
+        self._claimed: set[str] = set()    # names of domains xm create is making
         rec = machine.records.get(DOM0)
         self._dom0 = rec is not None and rec.privileged
 
@@ -59,6 +60,21 @@ class MachineFacts:
     def names(self) -> dict[int, str]:
         with self._lock:
             return dict(self._names)
+
+    def claim_name(self, name: str) -> bool:
+        """For xm create: True if no domain has `name` and no other create is making
+        one with it; the claim holds until release_name (by then the domain made,
+        if any, has the name: its worker's event reaches the main thread before the
+        worker's later privcmd requests)."""
+        with self._lock:
+            if name in self._claimed or name in self._names.values():
+                return False
+            self._claimed.add(name)
+            return True
+
+    def release_name(self, name: str) -> None:
+        with self._lock:
+            self._claimed.discard(name)
 
     def set_name(self, domid: int, name: str | None) -> None:
         with self._lock:

@@ -135,6 +135,18 @@ def test_xm_verbs_on_a_live_machine(tmp_path, no_leaks):
         assert all(ok for ok, _out, _err in results.values()), results
         ids = {int(out.split()[1]) for _ok2, out, _e in results.values()}
         assert len(ids) == 2 and domid not in ids
+        # four clients at once asking for one name: one domain gets it
+        same = []
+        threads = [threading.Thread(target=lambda: same.append(m.request("create", "idle", "--name", "same",
+                                                                          "--memory", "1")))
+                   for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert sorted(ok for ok, _out, _err in same) == [False, False, False, True], same
+        assert {err for ok, _out, err in same if not ok} == {"create: a domain named 'same' exists already"}
+        _ok(m, "destroy", "same")
 
         _ok(m, "destroy", "web")
         _ok(m, "destroy", "spinner")                    # running on PCPU 1: torn down there
