@@ -39,6 +39,7 @@ from smpxen.pcpu import schedule
 from smpxen.pcpu.containment import error_detail
 from smpxen.xen import errno
 from smpxen.xen.hypercall import NR_HYPERCALLS, Hypercall
+from smpxen.xen.xen import SHUTDOWN_NAMES
 
 DOM0 = 0
 WINDOW_END = PRIVCMD_VA + PRIVCMD_PAGES * 4096
@@ -83,7 +84,8 @@ class Privcmd:
         info = pcpu.domains.find(DOM0)
         if v is not None:
             if v.ended:
-                self._reply(job, f"Domain-0 has {v.ended} ({v.detail or 'no detail'}); "
+                why = v.detail or SHUTDOWN_NAMES.get(v.info.shutdown_code, f"reason {v.info.shutdown_code}")
+                self._reply(job, f"Domain-0 has {'shut down' if v.ended == 'shutdown' else v.ended} ({why}); "
                                  "there is no control plane")
                 return True
             return False

@@ -176,6 +176,17 @@ def test_xm_without_a_machine_or_without_domain0(tmp_path, no_leaks):
         _refused(m, "list", needle="this machine has no Domain-0")
         assert json.loads(_ok(m, "audit"))["domains"] == [1]
         m.stop()
+    # a Domain-0 that has shut down leaves the machine up (a domU runs) but no control plane
+    cfg = write_config(tmp_path, "[machine]\ncpus = 1\n[dom0]\nkernel = \"hello\"\n"
+                                 "[[domain]]\nname = \"lonely\"\nkernel = \"idle\"\n")
+    with LiveMachine(cfg, tmp_path) as m:
+        m.wait_for("[d1 lonely]")
+        for _ in range(100):                 # until Domain-0 has shut down
+            if m.xm("list").returncode:
+                break
+        _refused(m, "list", needle="Domain-0 has shut down (poweroff); there is no control plane")
+        _refused(m, "create", "idle", needle="create: Domain-0 has shut down (poweroff)")
+        m.stop()
 
 
 @pytest.mark.timeout(120)
