@@ -17,6 +17,9 @@ from smpxen.xen.trace import TRC_TIME_CALIBRATE, TRC_TIME_STAMP
 TICK_NS = 10_000_000          # Xen's per-CPU t_timer (and the PIT period)
 FALLBACK_NS = 500_000_000     # Xen's fallback_timer
 EPOCH_NS = 1_000_000_000      # percpu model: calibration against the platform timer
+# xen2's boot barrier zeroes every counter at one host instant this far ahead of
+# PCPU 0's message (all PCPU processes read the same monotonic clock).
+BARRIER_LEAD_NS = 2_000_000
 # Timers that do something only for the domain on the CPU: an idle PCPU does not
 # wake for them (smpxen/pcpu/schedule.py next_deadline).
 PERIODIC = {"tick": TICK_NS, "fallback": FALLBACK_NS}
@@ -58,9 +61,10 @@ class PcpuClock:
         self._last_now = now
         return now
 
-    def zero_tsc(self, _msg=None) -> None:
-        """The xen2 boot barrier: run in the watcher thread the moment the message lands."""
-        self.tsc.write(0, time.monotonic_ns())
+    def zero_tsc(self, msg) -> None:
+        """The xen2 boot barrier, in the watcher thread when PCPU 0's message lands: the
+        counter reads 0 at the host instant the message names, however late it came."""
+        self.tsc.write(0, msg[2])
 
     def host_deadline(self, stime: int | None) -> int | None:
         """When (host ns) system time on this PCPU reaches `stime`: the local timer
@@ -106,9 +110,14 @@ class PcpuClock:
         if self.model == "xen2":
             if pcpu.index == 0:
                 freq = self.calibrate_tsc()
-                for cpu in range(1, pcpu.nr_pcpus):        # the barrier: everyone zeroes now
-                    pcpu.mailbox.send_ipi(cpu, M.IPI_TSC_SYNC)
-                self.zero_tsc()
+                # The barrier: Xen's CPUs write 0 to their counters together (within
+                # nanoseconds). Zeroing each as its message arrived left the counters
+                # as far apart as the host's scheduling put the messages: up to ~0.5 ms.
+                zero_at = time.monotonic_ns() + BARRIER_LEAD_NS
+                for cpu in range(1, pcpu.nr_pcpus):
+                    pcpu.mailbox.send_ipi(cpu, M.IPI_TSC_SYNC, zero_at)
+                self.tsc.write(0, zero_at)
+                time.sleep(max(0, zero_at - time.monotonic_ns()) / 1e9)
                 self.timebase.boot(freq, rtc_sec, 0)
                 self.pit_host_deadline = time.monotonic_ns() + TICK_NS
             else:
