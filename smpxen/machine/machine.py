@@ -12,7 +12,6 @@ import json
 import os
 import secrets
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from smpxen.machine import spawn
 from smpxen.machine.console import ConsoleMux
 from smpxen.machine.controller import DomainController, TerminalInput
 from smpxen.machine.images import KernelError, load_kernel
+from smpxen.machine.report import build_report
 from smpxen.shm.boot import assemble_trampoline, format_hypervisor_region
 from smpxen.shm.domains import DomainTable
 from smpxen.shm.frametable import FrameTable
@@ -435,56 +435,9 @@ class Machine:
         sys.stderr.write(text + "\n")
         sys.stderr.flush()
 
-    # ---- report ----------------------------------------------------------------------
+    # ---- report (smpxen/machine/report.py) -------------------------------------------
     def report(self, status: int) -> dict:
-        pcpus = []
-        for i in range(self.cfg.cpus):
-            st = dict(self.pcpu_stats.get(i, {"index": i, "pid": self.pcpu_pids.get(i),
-                                                "missing": "this PCPU sent no statistics"}))
-            doms = st.pop("domains", {})
-            for domid, ds in doms.items():
-                rec = self.records.get(int(domid))
-                if rec:
-                    rec.ran_on.add(i)
-                    rec.ran_on.update(ds.pop("pcpus_ran", []))
-                    for k, v in ds.items():
-                        if isinstance(v, dict):        # histograms: summed key by key
-                            total = rec.stats.setdefault(k, {})
-                            for name, n in v.items():
-                                total[name] = total.get(name, 0) + n
-                        else:
-                            rec.stats[k] = rec.stats.get(k, 0) + v
-            pcpus.append(st)
-        rtts = [p["ipi_rtt_us"]["median"] for p in pcpus
-                if isinstance(p.get("ipi_rtt_us"), dict) and p["ipi_rtt_us"].get("median") is not None]
-        return {
-            "smpxen_version": __version__,
-            "config": self.cfg.to_dict(),
-            "exit_status": status,
-            "failure": self.failure,
-            "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
-            "ipi_rtt_us_median": round(statistics.median(rtts), 2) if rtts else None,
-            "time_skew": self.time_probe.report() if self.time_probe else None,
-            "migrations": {name: m.moves for name, m in self.migrators.items()},
-            "trace": self.trace_summary,
-            "pcpus": pcpus,
-            "control_endpoint": self.control.endpoint.address if self.control is not None else None,
-            "domains": [{
-                "id": r.domid, "name": r.name, "kernel": r.kernel, "memory_bytes": r.memory_bytes,
-                "privileged": r.privileged, "cmdline": r.cmdline, "pcpu_assigned": r.pcpu,
-                "pcpus_ran_on": sorted(r.ran_on),
-                "pcpu_pids": sorted({self.pcpu_pids.get(i) for i in r.ran_on}),
-                "console": r.console if r.destroyed else list(self.console.lines.get(r.domid, ())),
-                "console_lines_dropped": r.console_dropped[0] if r.destroyed else
-                self.console.lines_dropped.get(r.domid, 0),
-                "console_bytes_dropped": r.console_dropped[1] if r.destroyed else
-                self.console.bytes_dropped.get(r.domid, 0),
-                "ended": r.ended, "destroyed": r.destroyed, "hypercalls": r.stats.get("hypercalls", 0),
-                "hypercall_results": r.stats.get("hypercall_results", {}),
-                "hypercalls_by_number": r.stats.get("hypercalls_by_number", {}),
-                "cpu_time_ns": r.stats.get("cpu_time_ns", 0), "bvt": r.bvt,
-            } for r in sorted(self.records.values(), key=lambda r: r.domid) + self.past_records],
-        }
+        return build_report(self, status)
 
     def _write_report(self, status: int) -> None:
         with open(self.opts.report, "w") as f:
