@@ -95,12 +95,12 @@ def sweep(config, up_args, out, cpus, sets, envs, derives, repeat, timeout, exec
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("source", type=click.Path(exists=False))
 @click.option("--kind", default=None,
-              help="speedup | efficiency | latency | skew | fairness | shootdown | xy. Default: "
+              help="speedup (with the efficiency beside it) | latency | skew | fairness | xy. Default: "
                    "the plots the experiment file lists (written into the results directory).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Figure file (.png or .svg). Default: <results dir>/<kind>.png.")
 @click.option("--metric", default=None, metavar="COL",
-              help="The y column of speedup/efficiency/latency/skew/fairness (each has a default).")
+              help="The y column of speedup/latency/skew/fairness (each has a default).")
 @click.option("--x", "x", default=None, metavar="COL", help="x column (xy; overrides the kind's).")
 @click.option("--y", "y", default=None, metavar="COL", help="y column (xy).")
 @click.option("--group", default=None, metavar="COL[,COL]",

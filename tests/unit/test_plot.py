@@ -82,3 +82,12 @@ def test_plot_errors(tmp_path, kwargs, message):
         kwargs["out"] = str(tmp_path / kwargs["out"])
     with pytest.raises(PlotError, match=message.replace(".", r"\.").replace("(", r"\(")):
         plot_main(str(d), **kwargs)
+
+
+def test_plot_help_names_exactly_the_kinds_it_draws():
+    from smpxen.sweep.cli import plot
+    from smpxen.sweep.plot import KINDS
+    help_text = next(p.help for p in plot.params if p.name == "kind")
+    named = {w.strip(" .") for w in help_text.split("Default")[0].replace("(", "|").replace(")", "|").split("|")}
+    assert set(KINDS) <= named
+    assert not {"efficiency", "shootdown"} & named      # not kinds: refused by plot_main
