@@ -130,8 +130,8 @@ def preemption(entries: int) -> dict:
         raise RuntimeError(f"batch_hog's batches went wrong: {hog}")
     freq = report["pcpus"][0]["time"]["cpu_freq_hz"]
     return {"entries": entries, "neighbour_rounds": rounds,
-            "mmu_batch_s": round(hog["mmu_kcycles"] * 1000 / freq, 2),
-            "multicall_batch_s": round(hog["multicall_kcycles"] * 1000 / freq, 2),
+            "mmu_batch_s": round(hog["mmu_kcycles"] * 1024 / freq, 2),
+            "multicall_batch_s": round(hog["multicall_kcycles"] * 1024 / freq, 2),
             "continuations": doms["hog"]["hypercall_results"].get("continuation", 0),
             "neighbour_late_us": {"mean": nb["mean_late_us"], "max": nb["max_late_us"]},
             "alone_late_us": {"mean": alone["mean_late_us"], "max": alone["max_late_us"]}}
