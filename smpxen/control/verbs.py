@@ -42,7 +42,7 @@ def _args(s: Session, n: int, usage: str) -> list[str]:
 def domain_id(s: Session, xc: Xc, text: str) -> int:
     """DOM as a live domain's id: a number, or a name the machine knows."""
     names = s.machine.names()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():       # not '²' or other Unicode digits
         domid = int(text)
     else:
         ids = [d for d, n in names.items() if n == text]
