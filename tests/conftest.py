@@ -45,6 +45,19 @@ def no_leaks():
     """Fails the test if a machine it started left processes or /dev/shm segments behind."""
     first = len(testing.started_machines)
     yield
+    _check_leaks(first)
+
+
+@pytest.fixture(scope="module")
+def no_leaks_module():
+    """no_leaks for a module-scoped fixture that starts a machine its tests share: the
+    check runs when the module's tests are done (a leak is an error at teardown)."""
+    first = len(testing.started_machines)
+    yield
+    _check_leaks(first)
+
+
+def _check_leaks(first: int) -> None:
     machines = testing.started_machines[first:]
     leaked_shm = _our_segments(machines)
     leaked_procs = _our_processes()

@@ -25,7 +25,7 @@ def lines(domain: dict) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def hostile(tmp_path_factory):
+def hostile(tmp_path_factory, no_leaks_module):
     tmp = tmp_path_factory.mktemp("hostile")
     cfg = write_config(tmp, f"""
         [machine]
