@@ -94,6 +94,10 @@ class SchedCore:
         self._curr: Optional[int] = None
         self._idle_lastschd = now
         self._idle_time = 0
+        # The most wall time charged to a domain at once (ns): a run stretched by the
+        # host keeping the PCPU process off its CPUs is charged whole, as Xen charges
+        # NOW() differences, and this says how much one such run can skew shares.
+        self.longest_charge = 0
         self._slice_deadline: Optional[int] = None
         # schedulers_start() fires s_timer immediately: first thing, schedule.
         self._resched_at: Optional[int] = now
@@ -344,6 +348,7 @@ class SchedCore:
             if st.flags & DFM_BLOCKED and event_pending is not None and event_pending(prev):
                 st.flags &= ~DFM_BLOCKED
             st.cpu_time += now - prev_lastschd
+            self.longest_charge = max(self.longest_charge, now - prev_lastschd)
             prev_runnable = domain_runnable(st.flags, st.pausecnt)
 
         nxt, r_time = self.policy.do_schedule(now, prev, prev_lastschd, prev_runnable)

@@ -57,10 +57,15 @@ def test_bvt_shares_follow_weights(tmp_path, no_leaks):
     if pcpu["host_cpu_s"] < 0.75 * total / 1e9:
         pytest.skip(f"host overloaded: the PCPU got {pcpu['host_cpu_s']:.2f} s of CPU "
                     f"in {total / 1e9:.2f} s")
+    # A stall the host puts inside one run is charged to that domain whole; BVT pays it
+    # back over the following runs, but one near the window's end is not paid back by
+    # then: up to the longest single charge, as a share of the total, on top of 5 %.
+    stall_share = pcpu["longest_charge_us"] * 1000 / total
     weights = [1 / a for a in adv]
     for name, w in zip(("heavy", "middle", "light"), weights):
         expected = w / sum(weights)
-        assert abs(doms[name] / total - expected) / expected < 0.05, doms
+        assert abs(doms[name] / total - expected) < 0.05 * expected + stall_share, \
+            (doms, pcpu["longest_charge_us"])
 
 
 MOVER = """

@@ -91,6 +91,7 @@ def test_cpu_time_and_idle_time():
     assert (core.cpu_time(1), core.cpu_time(2)) == (1 * MS, 5 * MS)
     assert core.idle_time(10 * MS) == 10 * MS - 6 * MS
     assert core.flags(2) & F.DFM_RUNNING == 0
+    assert core.longest_charge == 3 * MS     # domain 2's first run; idle is not charged
 
 
 def test_block_with_event_pending_is_unblocked_in_schedule():
