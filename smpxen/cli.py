@@ -42,7 +42,8 @@ def main():
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Change a config key before the config is checked (repeatable): tables by "
                    "dotted path, arrays of tables by index, e.g. --set machine.time_model=percpu "
-                   "--set domain.0.cmdline=200000 --set clock.pcpu.1.drift_ppm=50. VALUE is a "
+                   "--set domain.0.cmdline=200000, and a new clock.pcpu entry with its index: "
+                   "--set clock.pcpu.0.index=1 --set clock.pcpu.0.drift_ppm=50. VALUE is a "
                    "TOML value, or else a plain string.")
 @click.option("--input", "console_input", is_flag=True,
               help="Send what arrives on standard input (on a terminal, each line as you type "
