@@ -6,13 +6,18 @@ runs are in the soak group, smpxen/bench/soak.py):
   initiator times every round trip with rdtsc (send hypercall to the return from
   its event handler and block) into a 1-us histogram and prints its median and p99.
 - evtchn_oneway_us: half of those. The two directions run the same path (send
-  hypercall, IPI_EVTCHN_SET, wake, schedule, upcall), and the two PCPUs' cycle
-  counters cannot time one direction: under xen2 PCPU 1 zeroes its counter when the
-  boot IPI arrives, which is itself one message latency late.
+  hypercall, IPI_EVTCHN_SET, wake, schedule, upcall); the guest times round trips
+  on one counter.
+- evtchn_oneway_steps_us: where one direction goes, as the receiving PCPUs time it on
+  the host clock every process shares (the report's pcpus[].event_wake_us; medians
+  over the two PCPUs): `wire` (send to the receiver's watcher thread), `handoff`
+  (to its main thread setting the port), `to_guest` (waking the domain to entering
+  it); the rest is the guests' own code and the send hypercall.
 - upcalls_per_s: one domain sends to itself over a loopback channel; every send
   is an upcall on return from the hypercall (elapsed rdtsc over the loop)."""
 from __future__ import annotations
 
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -42,14 +47,15 @@ cmdline = "self={{domid}} peer={{domid}} count={count}"
 """
 
 
-def _run(text: str, timeout: float) -> dict:
-    """name -> console values of every domain of a machine run to completion."""
+def _run(text: str, timeout: float) -> tuple[dict, dict]:
+    """(name -> console values of every domain, the report) of a machine run to
+    completion."""
     with tempfile.TemporaryDirectory(prefix="smpxen-bench-") as d:
         result = run_up("--config", write_config(Path(d), text), "--quiet", report_dir=Path(d),
                         timeout=timeout)
     if result.status != 0:
         raise RuntimeError(f"benchmark machine failed ({result.status}): {result.stderr.strip()}")
-    return {dom["name"]: console_values(dom) for dom in result.report["domains"]}
+    return {dom["name"]: console_values(dom) for dom in result.report["domains"]}, result.report
 
 
 def _check(values: dict, count: int) -> None:
@@ -59,17 +65,20 @@ def _check(values: dict, count: int) -> None:
 
 
 def pingpong(count: int, timeout: float) -> dict:
-    values = _run(_pair_config(count), timeout)
+    values, report = _run(_pair_config(count), timeout)
     _check(values, count)
     init = values["initiator"]
     rtt = {"median": init["rtt_median_us"], "p99": init["rtt_p99_us"]}
+    steps = [p["event_wake_us"] for p in report["pcpus"]]
     return {"evtchn_rtt_us": rtt,
             "evtchn_oneway_us": {k: v / 2 for k, v in rtt.items()},
+            "evtchn_oneway_steps_us": {step: round(statistics.median(s[step]["median"] for s in steps), 1)
+                                       for step in steps[0]},
             "evtchn_round_trips": count}
 
 
 def upcalls(count: int) -> dict:
-    v = _run(_loopback_config(count), 120)["loopback"]
+    v = _run(_loopback_config(count), 120)[0]["loopback"]
     _check({"loopback": v}, count)
     return {"upcalls_per_s": round(count / (v["elapsed_us"] / 1e6))}
 

@@ -30,7 +30,7 @@ def soak(cross_pcpu_round_trips: int, loopback_events: int, fast_trap_calls: int
     out = {}
     progress(f"soak: {2 * cross_pcpu_round_trips} events between PCPU 0 and PCPU 1")
     t = time.monotonic()
-    pair = _run(_pair_config(cross_pcpu_round_trips), 3600)
+    pair, _report = _run(_pair_config(cross_pcpu_round_trips), 3600)
     out["cross_pcpu"] = {
         "events_sent": 2 * cross_pcpu_round_trips,
         "received": sum(v["received"] for v in pair.values()),
@@ -39,13 +39,13 @@ def soak(cross_pcpu_round_trips: int, loopback_events: int, fast_trap_calls: int
         "seconds": round(time.monotonic() - t, 1)}
     progress(f"soak: {loopback_events} events over a loopback channel")
     t = time.monotonic()
-    loop = _run(_loopback_config(loopback_events), 3600)["loopback"]
+    loop = _run(_loopback_config(loopback_events), 3600)[0]["loopback"]
     out["loopback"] = {"events_sent": loopback_events, "received": loop["received"],
                        "lost": loop["lost"], "duplicated": loop["duplicates"],
                        "seconds": round(time.monotonic() - t, 1)}
     progress(f"soak: {fast_trap_calls} fast-trap system calls from ring 3")
     t = time.monotonic()
-    ft = _run(_fast_trap_config(fast_trap_calls), 3600)["fasttrap"]
+    ft = _run(_fast_trap_config(fast_trap_calls), 3600)[0]["fasttrap"]
     out["fast_trap"] = {"calls": fast_trap_calls, "user_calls": ft["user_calls"],
                         "kernel_calls": ft["kernel_calls"], "bad_results": ft["bad_results"],
                         "seconds": round(time.monotonic() - t, 1)}

@@ -71,7 +71,7 @@ IPI_REPLY = "ipi_reply"                # [kind, src, seq, result]
 IPI_FAILED = "ipi_failed"              # [kind, src, seq, reason]: the remote call raised
 IPI_TSC_SYNC = "ipi_tsc_sync"          # [kind, 0, host_ns]: boot CPU to the others: your cycle counter reads 0 at host_ns (monotonic)
 IPI_MIGRATE = "ipi_migrate"            # [kind, src, payload]: adopt this domain (pcpu/migration.py)
-IPI_EVTCHN_SET = "ipi_evtchn_set"      # [kind, src, domid, port]: set this port pending (you own the domain)
+IPI_EVTCHN_SET = "ipi_evtchn_set"      # [kind, src, domid, port, sent_ns]: set this port pending (you own the domain)
 IPI_KINDS = frozenset({IPI_EVENT_CHECK, IPI_CALL, IPI_REPLY, IPI_FAILED, IPI_TSC_SYNC, IPI_EVTCHN_SET,
                        IPI_MIGRATE})
 

@@ -5,7 +5,7 @@ Only the PCPU that owns a domain writes its shared_info, between two slices or
 inside the hook while that domain is paused in a hypercall (docs/design.md, "Who
 writes what in machine RAM").
 So evtchn_set_pending for a domain hosted elsewhere becomes an IPI
-[IPI_EVTCHN_SET, src, domid, port] to the domain's PCPU (DomainInfo.processor),
+[IPI_EVTCHN_SET, src, domid, port, sent_ns] to the domain's PCPU (DomainInfo.processor),
 which sets the bits in Xen's order between its slices and wakes the domain. A PCPU
 that receives one for a domain it no longer hosts forwards it, so a send never
 disappears while a domain moves. Sends to a port whose IPI is still on its way are
@@ -16,8 +16,17 @@ per send: the IPIs in flight to a PCPU are bounded by the ports of its domains.
 Other hypervisor code (timers, domain ends, hypercalls through HvContext) raises
 a VIRQ with EventDelivery.send_virq(domid, virq): the event goes to the port the
 domain bound with EVTCHNOP_bind_virq, or to port 0 (VIRQ_MISDIRECT) when it bound
-none, and reaches the domain's own PCPU by IPI if it runs elsewhere."""
+none, and reaches the domain's own PCPU by IPI if it runs elsewhere.
+
+Where a remote event's time goes (the report's pcpus[].event_wake_us), on the host
+clock every process shares: `wire` from the send to the receiving PCPU's watcher
+thread (sent_ns, and the arrival time the watcher appends to the message),
+`handoff` from there to the main thread setting the port, `to_guest` from waking
+the blocked domain to entering it."""
 from __future__ import annotations
+
+import collections
+import time
 
 from smpxen.hv.event_channel import EvtchnTables
 from smpxen.ipc import messages as M
@@ -26,6 +35,8 @@ from smpxen.pcpu.schedule import EXIT_RESCHED
 from smpxen.sched.flags import DFM_BLOCKED
 from smpxen.xen.trace import (IDLE_DOMAIN_ID, TRC_EVTCHN_SEND, TRC_EVTCHN_SET, TRC_EVTCHN_UPCALL,
                                TRC_SCHED_WAKE)
+
+WAKE_SAMPLES = 100_000        # per step, the latest kept
 
 
 def event_pending(shared) -> bool:
@@ -61,14 +72,17 @@ class EventDelivery:
         self.tables = EvtchnTables(pcpu.ram.mem, pcpu.layout.evtchn_mfn << 12,
                                    pcpu.domains, pcpu.locks.evtchn)
         self.counts = {"events_set": 0, "events_forwarded": 0, "events_coalesced": 0, "upcalls": 0}
+        self.wake_steps = {step: collections.deque(maxlen=WAKE_SAMPLES)
+                           for step in ("wire", "handoff", "to_guest")}
 
     # ---- setting events pending ------------------------------------------------
-    def set_pending(self, domid: int, port: int) -> None:
-        """evtchn_set_pending(domid, port) from anywhere on this PCPU."""
+    def set_pending(self, domid: int, port: int, remote: bool = False) -> None:
+        """evtchn_set_pending(domid, port) from anywhere on this PCPU (`remote`: for
+        an IPI_EVTCHN_SET, whose wake-up is timed)."""
         pcpu = self.pcpu
         v = pcpu.vcpus.get(domid)
         if v is not None:
-            self._set_local(v, port)
+            self._set_local(v, port, remote)
             return
         info = pcpu.domains.find(domid)
         if info is None:
@@ -86,9 +100,9 @@ class EventDelivery:
             self.counts["events_coalesced"] += 1
             return
         self.counts["events_forwarded"] += 1
-        self.pcpu.mailbox.send_ipi(cpu, M.IPI_EVTCHN_SET, domid, port)
+        self.pcpu.mailbox.send_ipi(cpu, M.IPI_EVTCHN_SET, domid, port, time.monotonic_ns())
 
-    def _set_local(self, v, port: int) -> None:
+    def _set_local(self, v, port: int, remote: bool = False) -> None:
         self.counts["events_set"] += 1
         raised = evtchn_set_pending(v.shared, port)
         pcpu = self.pcpu
@@ -101,20 +115,32 @@ class EventDelivery:
             return
         if pcpu.trace_mask & TRC_SCHED_WAKE and sched.flags(v.domid) & DFM_BLOCKED:
             pcpu.trace.put(TRC_SCHED_WAKE, v.domid)
+        was_blocked = sched.flags(v.domid) & DFM_BLOCKED
         r = sched.unblock(v.domid, pcpu.clock.now())       # domain_unblock: wake if blocked
+        if was_blocked and remote:
+            v.event_woken_ns = time.monotonic_ns()
         if r.action == Action.NOW and v is not pcpu.current:
             pcpu.exit = EXIT_RESCHED             # inside a hook: stop the slice
 
-    def on_ipi(self, domid: int, port: int) -> None:
+    def on_ipi(self, domid: int, port: int, sent_ns: int, arrived_ns: int) -> None:
         """IPI_EVTCHN_SET: set the port if the domain is ours; else pass it on to
-        where it went, still in flight."""
+        where it went, still in flight (its send time with it)."""
         pcpu = self.pcpu
         info = pcpu.domains.find(domid)
         if domid not in pcpu.vcpus and info is not None and info.processor != pcpu.index:
-            pcpu.mailbox.send_ipi(info.processor, M.IPI_EVTCHN_SET, domid, port)
+            pcpu.mailbox.send_ipi(info.processor, M.IPI_EVTCHN_SET, domid, port, sent_ns)
             return
+        steps = self.wake_steps
+        steps["wire"].append((arrived_ns - sent_ns) / 1000)
+        steps["handoff"].append((time.monotonic_ns() - arrived_ns) / 1000)
         self.tables.end_delivery(domid, port)
-        self.set_pending(domid, port)
+        self.set_pending(domid, port, remote=True)
+
+    def entering(self, v) -> None:
+        """Domain v is about to run: the end of a remote event's wake-up, if one woke it."""
+        if v.event_woken_ns:
+            self.wake_steps["to_guest"].append((time.monotonic_ns() - v.event_woken_ns) / 1000)
+            v.event_woken_ns = 0
 
     def send(self, domid: int, port: int, sender: int) -> None:
         """A send: by domain `sender` (EVTCHNOP_send) or the hypervisor (a VIRQ)."""

@@ -236,6 +236,7 @@ class Pcpu:
             w.end_slice()
             return
         self.clock.entering(v)
+        self.events.entering(v)
         t = time.perf_counter()
         try:
             self.core.run(self.resume_eip)

@@ -84,7 +84,7 @@ MESSAGE_HANDLERS = {
     M.IPI_FAILED: lambda pcpu, msg: pcpu.mailbox.failures.__setitem__(msg[2], msg[3]),
     # The counter was zeroed on arrival, in the watcher thread (Watcher.immediate).
     M.IPI_TSC_SYNC: lambda pcpu, msg: setattr(pcpu.clock, "tsc_synced", True),
-    M.IPI_EVTCHN_SET: lambda pcpu, msg: pcpu.events.on_ipi(msg[2], msg[3]),
+    M.IPI_EVTCHN_SET: lambda pcpu, msg: pcpu.events.on_ipi(*msg[2:6]),   # + the watcher's arrival time
     M.IPI_EVENT_CHECK: lambda pcpu, msg: None,        # waking up was the point
     M.IPI_MIGRATE: lambda pcpu, msg: migration.migrate_in(pcpu, msg[2]),
     M.MIGRATE: lambda pcpu, msg: pcpu.pending_migrations.append((msg[2], msg[3])),

@@ -44,6 +44,7 @@ def pcpu_stats(pcpu) -> dict:
         "ipi_rtt_us": summary(pcpu.ipi_rtt_us, digits=3),
         "ipi_rtt_steps_us": {k: summary(v, digits=3)["median"] for k, v in pcpu.ipi_steps_us.items()},
         "timer_wake_us": {k: summary(v) for k, v in pcpu.clock.wake_steps.items()},
+        "event_wake_us": {k: summary(v) for k, v in pcpu.events.wake_steps.items()},
         "longest_charge_us": round(pcpu.sched.longest_charge / 1000, 1) if pcpu.sched else None,
         "emulated_s": round(pcpu.emulated_s, 6),
         "guest_instructions": None,

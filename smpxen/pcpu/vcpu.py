@@ -36,6 +36,7 @@ class Vcpu:
     # when the timer is due, and when the PCPU fired it (0: not armed / not fired).
     timer_host_ns: int = 0
     timer_fired_ns: int = 0
+    event_woken_ns: int = 0     # host ns a remote event woke it (smpxen/pcpu/events.py)
     ldt_base: int = 0           # MMUEXT_SET_LDT (linear address, entries); its pages
     ldt_ents: int = 0           # are mapped in the domain's PERDOMAIN area as they fault in
     thread: ThreadState = field(default_factory=ThreadState)   # traps, callbacks, stacks

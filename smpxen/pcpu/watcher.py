@@ -83,6 +83,8 @@ class Watcher(threading.Thread):
                         break
                     msg = M.decode(data)
                     kind = msg[0]
+                    if kind == M.IPI_EVTCHN_SET:      # its arrival, for the event's timing
+                        msg.append(self.clock_ns())
                     if (kind == M.IPI_CALL and msg[3] == "ping") or \
                             (kind == M.IPI_REPLY and (msg[1], msg[2]) in self.timed):
                         self.arrivals[kind, msg[1], msg[2]] = self.clock_ns()

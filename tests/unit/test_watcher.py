@@ -75,6 +75,20 @@ def test_close_wakes_a_sleeping_watcher(watcher):
     watcher.close = lambda: None                 # the fixture's close is done
 
 
+def test_event_messages_get_their_arrival_time_appended(watcher):
+    before = time.monotonic_ns()
+    watcher.outbox.send(M.encode(M.IPI_EVTCHN_SET, 1, 3, 5, before))
+    watcher.outbox.send(M.encode(M.IPI_EVENT_CHECK, 1))
+    end = time.monotonic() + 2
+    while len(watcher.queue) < 2:
+        assert time.monotonic() < end
+        time.sleep(0.001)
+    event, other = watcher.queue
+    assert event[:5] == [M.IPI_EVTCHN_SET, 1, 3, 5, before]
+    assert before <= event[5] <= time.monotonic_ns()
+    assert other == [M.IPI_EVENT_CHECK, 1]
+
+
 def test_ping_calls_and_timed_replies_get_their_arrival_time(watcher):
     watcher.timed.add((2, 7))
     before = time.monotonic_ns()
