@@ -163,6 +163,12 @@ def dom_build(pcpu, domid: int, ctxt: bytes) -> int:
     rc = vcpuctx.build(pcpu, v, bytes(ctxt))
     if rc == 0:
         v.info.state = DS_RUNNING
+        # Its image was written behind this core's back (Domain-0's tools, through
+        # privcmd): drop the core's translated code before it next switches a domain
+        # in (smpxen/pcpu/paging.py switched). Without it, a domain built where
+        # another kernel had run could run that kernel's translations
+        # (tests/machine/test_control.py, ..._runs_its_own_code).
+        pcpu.frames.header.tb_stale[pcpu.index] = 1
         schedule.update_dom_time(pcpu, v)
     return rc
 

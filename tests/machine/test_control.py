@@ -241,3 +241,40 @@ def test_an_unprivileged_domain_is_refused_the_control_plane(tmp_path, no_leaks)
                              "setdomainmaxmem", "setdomainvmassist", "iopl", "msr",
                              "update_va_mapping_otherdomain", "dom_mem_op_other")}
     assert got == {**eperm, "set_foreigndom": -22, "done": 1}
+
+
+OWN_CODE = """
+[machine]
+cpus = 2
+memory_mib = 48
+[dom0]
+kernel = "ctrlif_demo"
+cpu = 0
+cmdline = "timeout=60"
+[[domain]]
+name = "demo"
+kernel = "ctrlif_demo"
+memory_mib = 4
+cpu = 1
+cmdline = "timeout=60"
+[[domain]]
+name = "plain"
+kernel = "hello"
+memory_mib = 4
+cpu = 1
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_domain_built_where_another_kernel_ran_runs_its_own_code(tmp_path, no_leaks):
+    """Two kernels that share their start (the bundled runtime) at the same addresses,
+    built one after the other on one PCPU: the second runs its own code, not
+    translations the core kept of the first's (it ran the idle kernel's before)."""
+    with LiveMachine(write_config(tmp_path, OWN_CODE), tmp_path) as m:
+        m.wait_for("[d1 demo] ready=1")
+        _ok(m, "create", "idle", "--name", "first", "--memory", "1", "--cpu", "0")
+        m.wait_for("[d3 first] first")
+        _ok(m, "create", "ctrlif_demo", "--name", "second", "--memory", "2", "--cpu", "0", "--cmdline", "timeout=60")
+        m.wait_for("[d4 second] ready=1", timeout=10)
+        result = m.stop()
+    assert result.domain("second")["console"][:2] == ["ctrl_if=1", "ready=1"]
