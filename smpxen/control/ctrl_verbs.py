@@ -69,6 +69,17 @@ def _domain(s: Session, text: str) -> tuple[int, str]:
     return domid, s.machine.names().get(domid, f"domain{domid}")
 
 
+def _unanswered(s: Session, domid: int, name: str, seconds: float, driver: str) -> XmError:
+    """No answer in time: because the domain is paused (it answers once unpaused), or
+    because its kernel has no driver for the request."""
+    from smpxen.control.xc import Xc
+    info = Xc(s.privcmd, s.machine.privcmd_l1()).domain_info(domid)
+    why = ("it is paused: it sees the request when unpaused" if info is not None and "p" in info.state
+           else f"has its kernel a {driver}?")
+    return XmError(f"{s.verb}: domain {domid} ({name}) did not answer within {seconds:.0f} s ({why}); "
+                   "the request stays in its control ring")
+
+
 def _ended_text(ended: dict) -> str:
     how = ended["how"]
     if how == "shutdown":
@@ -138,9 +149,7 @@ def xm_shutdown(s: Session) -> str:
         if got.get("ended") != "shutdown":     # shut down before its answer came: done too
             _checked(s, got)
     except TimeoutError:
-        raise XmError(f"shutdown: domain {domid} ({name}) did not answer within {ANSWER_S:.0f} s "
-                      "(has its kernel a control-interface driver?); the request stays in its "
-                      "control ring") from None
+        raise _unanswered(s, domid, name, ANSWER_S, "control-interface driver") from None
     said = f"domain {domid} ({name}): {CMSG_SHUTDOWN_NAMES[kind]} requested\n"
     if "--wait" not in flags and "-w" not in flags:
         return said
@@ -171,8 +180,7 @@ def xm_mem_set(s: Session) -> str:
     try:
         got = _checked(s, ask(s, "mem_set", domid, target, timeout=MEM_ANSWER_S))
     except TimeoutError:
-        raise XmError(f"mem-set: domain {domid} ({name}) did not answer within {MEM_ANSWER_S:.0f} s "
-                      "(has its kernel a balloon driver?); the request stays in its control ring") from None
+        raise _unanswered(s, domid, name, MEM_ANSWER_S, "balloon driver") from None
     pages = got["tot_pages"]
     if got["status"] != 1:
         raise XmError(f"mem-set: domain {domid} ({name}) has {pages} pages ({pages * 4} KiB): "

@@ -159,14 +159,25 @@ def test_domains_created_at_run_time_have_a_control_interface(machine):
     # kernels without a control-interface driver: a request is never answered
     for name in ("mute", "doomed"):
         assert xm(pid, "create", "idle", "--name", name, "--memory", "1").returncode == 0
+    # a paused domain with the driver: it answers once unpaused
+    assert xm(pid, "create", "ctrlif_demo", "--name", "asleep", "--memory", "2", "-p").returncode == 0
     t0 = time.monotonic()
-    mute, doomed = (subprocess.Popen(smpxen_command("xm", "--machine", pid, "shutdown", *args),
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env=machine_env()) for args in (["mute"], ["doomed", "--wait"]))
+    mute, doomed, asleep = (subprocess.Popen(smpxen_command("xm", "--machine", pid, "shutdown", *args),
+                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                             env=machine_env())
+                            for args in (["mute"], ["doomed", "--wait"], ["asleep"]))
     try:
         _in_flight_and_silent(pid, t0, mute, doomed)
+        _out, err = asleep.communicate(timeout=30)
+        assert asleep.returncode == 1 and err == ("xm: shutdown: domain 7 (asleep) did not answer within 10 s "
+                                                  "(it is paused: it sees the request when unpaused); the "
+                                                  "request stays in its control ring\n"), err
+        assert xm(pid, "unpause", "asleep").returncode == 0
+        r = subprocess.run(smpxen_command("xm", "--machine", pid, "console", "asleep"), stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=30, env=machine_env())
+        assert r.stdout.endswith("[domain 7 (asleep) shut down (poweroff)]\n"), (r.stdout, r.stderr)
     finally:
-        for p in (mute, doomed):
+        for p in (mute, doomed, asleep):
             p.kill()
             p.wait()
     # a client that leaves does not keep a worker of the endpoint busy: more consoles
