@@ -58,7 +58,8 @@ def test_xm_creates_domains_from_the_elf(c_guest, tmp_path, no_leaks):
         """)
     here = tmp_path / "client"
     here.mkdir()
-    (tmp_path / "c.toml").write_text(f'name = "c2"\nkernel = "{c_guest}"\nmemory_mib = 4\ncmdline = "file {{domid}}"\n')
+    (tmp_path / "c.toml").write_text(f'name = "c2"\nkernel = "{c_guest}"\nmemory_mib = 4\n'
+                                     'cmdline = "file {domid}"\n')
     (here / "c.toml").write_text(f'name = "c3"\nkernel = "../{c_guest.name}"\n')
     with LiveMachine(cfg, tmp_path) as m:
         m.wait_for("[d0 dom0] dom0 idle")
@@ -71,7 +72,8 @@ def test_xm_creates_domains_from_the_elf(c_guest, tmp_path, no_leaks):
         assert (r.returncode, r.stdout, r.stderr) == (0, "domain 1 (c1) created\n", ""), r.stderr
         assert xm("create", "../c.toml").stdout == "domain 2 (c2) created\n"
         r = xm("create", "c.toml")         # ../hello.elf from here/: no such file, one line
-        assert r.returncode == 1 and r.stderr == f"xm: create: {here / 'c.toml'}: kernel: no such file: {tmp_path / c_guest.name}\n"
+        assert r.returncode == 1
+        assert r.stderr == f"xm: create: {here / 'c.toml'}: kernel: no such file: {tmp_path / c_guest.name}\n"
         m.wait_for("[d2 c2] nr_pages=1024")
         m.wait_for("[d1 c1] nr_pages=512")
         result = m.stop()

@@ -274,7 +274,8 @@ def test_a_domain_built_where_another_kernel_ran_runs_its_own_code(tmp_path, no_
         m.wait_for("[d1 demo] ready=1")
         _ok(m, "create", "idle", "--name", "first", "--memory", "1", "--cpu", "0")
         m.wait_for("[d3 first] first")
-        _ok(m, "create", "ctrlif_demo", "--name", "second", "--memory", "2", "--cpu", "0", "--cmdline", "timeout=60")
+        _ok(m, "create", "ctrlif_demo", "--name", "second", "--memory", "2", "--cpu", "0",
+            "--cmdline", "timeout=60")
         m.wait_for("[d4 second] ready=1", timeout=10)
         result = m.stop()
     assert result.domain("second")["console"][:2] == ["ctrl_if=1", "ready=1"]
