@@ -268,14 +268,24 @@ cpu = 1
 @pytest.mark.timeout(60)
 def test_a_domain_built_where_another_kernel_ran_runs_its_own_code(tmp_path, no_leaks):
     """Two kernels that share their start (the bundled runtime) at the same addresses,
-    built one after the other on one PCPU: the second runs its own code, not
-    translations the core kept of the first's (it ran the idle kernel's before)."""
+    built one after the other on one PCPU, or built on another and moved there before
+    it ran: the second runs its own code, not translations the core kept of the
+    first's (it ran the idle kernel's before)."""
     with LiveMachine(write_config(tmp_path, OWN_CODE), tmp_path) as m:
         m.wait_for("[d1 demo] ready=1")
         _ok(m, "create", "idle", "--name", "first", "--memory", "1", "--cpu", "0")
         m.wait_for("[d3 first] first")
+        _ok(m, "create", "ctrlif_demo", "--name", "moved", "--memory", "2", "--cpu", "1",
+            "--cmdline", "timeout=60", "-p")
+        _ok(m, "pincpu", "moved", "0")
+        for _ in range(50):
+            if _rows(_ok(m, "list", "moved"))["moved"][3] == "0":
+                break
+        _ok(m, "unpause", "moved")
+        m.wait_for("[d4 moved] ready=1", timeout=10)
         _ok(m, "create", "ctrlif_demo", "--name", "second", "--memory", "2", "--cpu", "0",
             "--cmdline", "timeout=60")
-        m.wait_for("[d4 second] ready=1", timeout=10)
+        m.wait_for("[d5 second] ready=1", timeout=10)
         result = m.stop()
-    assert result.domain("second")["console"][:2] == ["ctrl_if=1", "ready=1"]
+    for name in ("moved", "second"):
+        assert result.domain(name)["console"][:2] == ["ctrl_if=1", "ready=1"], name
