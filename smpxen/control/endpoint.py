@@ -21,6 +21,8 @@ PCPU (privcmd requests) or for the machine (a domain's name) over its own inproc
 PUSH socket to the main thread, and waits for privcmd replies on a queue the main
 thread fills. So two clients at once are two workers, each with its own requests
 in flight; the PCPU hosting Domain-0 runs privcmd requests one after the other.
+Verbs that last as long as their client (console, shutdown --wait) have workers of
+their own (MAX_STREAMS), so open consoles never keep other verbs waiting.
 
 Adding a verb: in any module imported by smpxen/control/verbs.py,
 
@@ -48,6 +50,9 @@ import zmq
 
 VERSION = 1
 MAX_WORKERS = 16                 # requests served at once; more wait in the socket
+MAX_STREAMS = 32                 # verbs that last as long as their client (console) at once;
+                                 # they have their own workers, so open consoles never
+                                 # keep other verbs waiting; more are refused
 STOP = None                      # what a waiting worker's queue gets when the machine stops
 
 
@@ -157,6 +162,12 @@ class Session:
         return os.path.normpath(os.path.join(self.cwd, os.path.expanduser(p)))
 
 
+def _streams(s: Session) -> bool:
+    """A verb that lasts as long as its client wants: a console (or a shutdown
+    waiting for a domain that may never go)."""
+    return s.verb == "console" or (s.verb == "shutdown" and bool({"--wait", "-w"} & set(s.args)))
+
+
 class ControlEndpoint:
     """The machine side. `facts` answers what verbs may ask of the machine
     (has_dom0, dom0_pcpu, cpus, names); `events(name, data)` takes what workers
@@ -187,6 +198,7 @@ class ControlEndpoint:
         self._seq = itertools.count(1)
         self._waiting: dict[int, queue.Queue] = {}
         self._workers: set[threading.Thread] = set()
+        self._streams: set[threading.Thread] = set()
         self._backlog: list = []
 
     # ---- main thread -------------------------------------------------------------------
@@ -244,11 +256,21 @@ class ControlEndpoint:
 
     def _start_backlog(self) -> None:
         self._workers = {t for t in self._workers if t.is_alive()}
-        while self._backlog and len(self._workers) < MAX_WORKERS:
-            s = self._backlog.pop(0)
+        self._streams = {t for t in self._streams if t.is_alive()}
+        waiting = []
+        for s in self._backlog:
+            pool, limit = (self._streams, MAX_STREAMS) if _streams(s) else (self._workers, MAX_WORKERS)
+            if len(pool) >= limit:
+                if pool is self._streams:
+                    self._reply_now(s.identity, f"{s.verb}: {MAX_STREAMS} consoles or waiting shutdowns "
+                                                "are open already; close one")
+                else:
+                    waiting.append(s)
+                continue
             t = threading.Thread(target=self._run, args=(s,), name=f"smpxen-xm-{s.verb}", daemon=True)
-            self._workers.add(t)
+            pool.add(t)
             t.start()
+        self._backlog = waiting
 
     def _reply_now(self, identity: bytes, error: str) -> None:
         try:
@@ -278,7 +300,7 @@ class ControlEndpoint:
         # While the workers finish, what they ask of the machine is still served (a
         # console's last output, its domain's end).
         deadline = time.monotonic() + grace_s
-        while any(t.is_alive() for t in self._workers) and time.monotonic() < deadline:
+        while any(t.is_alive() for t in self._workers | self._streams) and time.monotonic() < deadline:
             self.serve({self.pull: zmq.POLLIN})
             time.sleep(0.01)
         self.serve({self.pull: zmq.POLLIN})      # last answers to clients

@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -289,3 +290,36 @@ def test_a_domain_built_where_another_kernel_ran_runs_its_own_code(tmp_path, no_
         result = m.stop()
     for name in ("moved", "second"):
         assert result.domain(name)["console"][:2] == ["ctrl_if=1", "ready=1"], name
+
+
+@pytest.mark.timeout(90)
+def test_open_consoles_do_not_keep_other_verbs_waiting(tmp_path, no_leaks):
+    """More consoles than the endpoint has workers for short verbs: those verbs are
+    still served; consoles beyond their own limit are refused with one line; all end
+    with their domain."""
+    from smpxen.control.endpoint import MAX_STREAMS, MAX_WORKERS
+    assert MAX_STREAMS > MAX_WORKERS
+    with _machine(tmp_path, cpus=1) as m:
+        _ok(m, "create", "idle", "--name", "w", "--memory", "1")
+        consoles = []
+        threads = [threading.Thread(target=lambda: consoles.append(m.request("console", "w")))
+                   for _ in range(MAX_STREAMS + 2)]
+        for t in threads:
+            t.start()
+        listed = []
+        lister = threading.Thread(target=lambda: listed.append(m.request("list", "w")))
+        lister.start()
+        lister.join(30)
+        assert listed and listed[0][0], listed      # served beside the open consoles
+        for _ in range(100):                       # the two beyond the limit are refused at once
+            if len(consoles) == 2:
+                break
+            time.sleep(0.1)
+        assert [err for _ok2, _out, err in consoles] == [f"console: {MAX_STREAMS} consoles or waiting "
+                                                         "shutdowns are open already; close one"] * 2
+        _ok(m, "destroy", "w")
+        for t in threads:
+            t.join(30)
+        m.stop()
+    assert len(consoles) == MAX_STREAMS + 2
+    assert sum(ok and out.endswith("[domain 1 (w) was destroyed]\n") for ok, out, _e in consoles) == MAX_STREAMS
