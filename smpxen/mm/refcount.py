@@ -45,7 +45,9 @@ class RefCounts:
         if info is not None:
             if not xen_heap:
                 info.tot_pages -= 1
-            mask = cpu_bit(info.processor)
+            # Its PCPU may hold it in its TLB; every PCPU it ran on, translated code
+            # (a domain that moved leaves its code's translations behind).
+            mask = cpu_bit(info.processor) | info.ran_mask
         self.ft.free([mfn])
         f.tlbflush_timestamp = self.clock.now()
         f.cpu_mask = mask

@@ -164,13 +164,8 @@ def dom_build(pcpu, domid: int, ctxt: bytes) -> int:
     if rc == 0:
         v.info.state = DS_RUNNING
         # Its image was written behind the cores' backs (Domain-0's tools, through
-        # privcmd): every PCPU drops its translated code before it next switches a
-        # domain in (smpxen/pcpu/paging.py switched), so wherever the domain first
-        # runs. Without it, a domain built, or moved before it ran, where another
-        # kernel had run could run that kernel's translations
-        # (tests/machine/test_control.py, ..._runs_its_own_code).
-        for cpu in range(pcpu.nr_pcpus):
-            pcpu.frames.header.tb_stale[cpu] = 1
+        # privcmd) into frames that alloc_frames handed over with no translated code
+        # left of them anywhere (smpxen/pcpu/paging.py): nothing to drop here.
         schedule.update_dom_time(pcpu, v)
     return rc
 

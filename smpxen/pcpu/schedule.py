@@ -82,6 +82,7 @@ def switch_to(pcpu, nxt) -> None:
     if prev is None:
         pcpu.clock.resume_ticks()
     nxt.pcpus_ran.add(pcpu.index)
+    nxt.info.ran_mask |= 1 << (pcpu.index & 31)     # frames freed later: whose code may we hold
     update_dom_time(pcpu, nxt)          # Xen stamps time on every schedule-in
     if nxt.context is None:
         pcpu.resume_eip = vcpuctx.first_entry(pcpu, nxt)

@@ -274,6 +274,11 @@ class Seal:
         self.core.uc.mem_unmap(pa, 0x1000)        # split out of the RAM mapping
         self._mmio(pa, 0x1000, self._view_cb, ctypes.c_void_p(pa))
         self._views.add(l1_mfn)
+        # The split gives the RAM around the page new blocks, whose RAM offsets may be
+        # ones other physical pages had: code translated before would then run for
+        # the wrong page (docs/design.md, invariant 8). A domain built at run time ran
+        # another kernel's code this way (tests/machine/test_control.py).
+        self.core.flush_translations()
 
     def _view(self, _uc, offset, size, data):
         """A page-walk read of a PERDOMAIN L1: entry k, if present, points at window

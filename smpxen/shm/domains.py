@@ -57,6 +57,9 @@ class DomainInfo(ctypes.LittleEndianStructure):
         ("virq_to_evtchn", u16 * 8),  # Xen's per-domain VIRQ -> port map (0 = VIRQ_MISDIRECT port)
         ("ctrl", CtrlIfState),        # its control interface (smpxen/domain/ctrl_channel.py)
         ("console_seq", u32),         # number of its next console message (smpxen/pcpu/console.py)
+        # PCPUs it has run on (bit = index % 32, as a frame's cpu_mask): any may hold
+        # translated code of its frames, which a switch of CR3 does not drop.
+        ("ran_mask", u32),
     ]
 
 

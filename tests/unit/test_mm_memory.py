@@ -258,3 +258,15 @@ def test_a_released_frame_a_table_still_maps_can_be_pinned_and_goes_with_its_las
     assert m.mm.unpin_table(f0, DOM_A)               # its last reference goes with the L1's type
     assert m.ft.header.free_count == free_before + 1
     assert m.mm.audit(DOM_A) == []
+
+
+def test_a_freed_frame_names_every_pcpu_its_domain_ran_on_for_translated_code(m):
+    # DOM_A (on PCPU 0) ran on PCPU 1 before: its code may still be translated there,
+    # which a CR3 switch does not drop. A frame it frees names both PCPUs.
+    a = m.frames[DOM_A]
+    m.dt.find(DOM_A).ran_mask = 0b11
+    assert m.mm.free_dom_page(a[5], DOM_A)
+    assert m.ft.frames[a[5]].cpu_mask == 0b11
+    m.dt.find(DOM_B).max_pages = NB + 1
+    mfns, tlb, tb, may = m.mm.alloc_domheap_pages(DOM_B, 1)
+    assert mfns == [a[5]] and tb == {0, 1} and may == {0, 1}
