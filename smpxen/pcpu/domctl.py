@@ -7,7 +7,7 @@ carries them out between slices."""
 from __future__ import annotations
 
 from smpxen.pcpu import schedule, vcpuctx
-from smpxen.sched.flags import DFM_CONSTRUCTED
+from smpxen.sched.flags import DFM_CONSTRUCTED, DFM_CTRLPAUSE
 from smpxen.hv.vm_assist import vm_assist
 from smpxen.sched.bvt import BVTAdjdom
 from smpxen.xen.dom0_ops import SCHED_INFO_GET
@@ -22,8 +22,15 @@ def _resched(pcpu, r) -> None:
 
 
 def dom_pause(pcpu, domid: int, pause: bool) -> int:
-    if domid not in pcpu.vcpus or pcpu.vcpus[domid].ended:
+    v = pcpu.vcpus.get(domid)
+    if v is None:
         return -errno.ESRCH
+    if v.ended:
+        # Shut down or crashed, not yet destroyed: Xen still sets or clears
+        # DF_CTRLPAUSE (GETDOMAININFO shows it); the domain never runs again, and the
+        # scheduler has let go of it, so the flag lives in its record alone.
+        v.info.flags = v.info.flags | DFM_CTRLPAUSE if pause else v.info.flags & ~DFM_CTRLPAUSE
+        return 0
     if not pause and not pcpu.vcpus[domid].info.flags & DFM_CONSTRUCTED:
         return -errno.EINVAL              # Xen: a domain runs only once BUILDDOMAIN made it
     now = pcpu.clock.now()

@@ -122,6 +122,16 @@ def test_xm_verbs_on_a_live_machine(tmp_path, no_leaks):
         _refused(m, "create", str(tmp_path / "bad.toml"), needle="memroy_mib: unknown key")
         _refused(m, "dmesg", "--all", needle="unexpected")
         assert sorted(_rows(_ok(m, "list"))) == ["dom0", "filed", "spinner", "web"]
+        # a domain that has shut down (not destroyed) can still be paused, as on Xen
+        for _ in range(100):
+            if "s" in _rows(_ok(m, "list", "filed"))["filed"][4]:
+                break
+            time.sleep(0.05)
+        assert _rows(_ok(m, "list", "filed"))["filed"][4] == "---s-"
+        _ok(m, "pause", "filed")
+        assert _rows(_ok(m, "list", "filed"))["filed"][4] == "--ps-"
+        _ok(m, "unpause", "filed")
+        assert _rows(_ok(m, "list", "filed"))["filed"][4] == "---s-"
 
         # two clients at once: both served, each gets its own domain
         results = {}
