@@ -21,6 +21,7 @@ import zmq
 
 from smpxen.control import verbs  # noqa: F401  (fills the verb table)
 from smpxen.control.endpoint import ControlEndpoint
+from smpxen.machine.report import add_domain_stats
 
 DOM0 = 0
 
@@ -149,14 +150,7 @@ class ControlPlane:
             rec.ended = {"how": "destroyed", "code": 0, "detail": "DOM0_DESTROYDOMAIN", "pcpu": pcpu}
             self.m.controller.domain_ended(domid, "was destroyed")
         rec.destroyed = True
-        rec.ran_on.update(stats.pop("pcpus_ran", []))
-        for k, v in stats.items():
-            if isinstance(v, dict):
-                total = rec.stats.setdefault(k, {})
-                for name, n in v.items():
-                    total[name] = total.get(name, 0) + n
-            else:
-                rec.stats[k] = rec.stats.get(k, 0) + v
+        add_domain_stats(rec, stats)
         self._retire(domid)
 
     def _retire(self, domid: int) -> None:

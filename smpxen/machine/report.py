@@ -8,6 +8,20 @@ import statistics
 from smpxen import __version__
 
 
+def add_domain_stats(rec, stats: dict) -> None:
+    """Fold one PCPU's figures for a domain into its record (smpxen/machine/machine.py
+    DomainRecord; a domain that moved has figures on several PCPUs): the PCPUs it ran
+    on, counts summed, histograms key by key."""
+    rec.ran_on.update(stats.pop("pcpus_ran", []))
+    for k, v in stats.items():
+        if isinstance(v, dict):
+            total = rec.stats.setdefault(k, {})
+            for name, n in v.items():
+                total[name] = total.get(name, 0) + n
+        else:
+            rec.stats[k] = rec.stats.get(k, 0) + v
+
+
 def build_report(m, status: int) -> dict:
     """The report of machine `m` (smpxen/machine/machine.py Machine) that ended with
     exit status `status`. Folds each PCPU's per-domain figures into the domains'
@@ -21,14 +35,7 @@ def build_report(m, status: int) -> dict:
             rec = m.records.get(int(domid))
             if rec:
                 rec.ran_on.add(i)
-                rec.ran_on.update(ds.pop("pcpus_ran", []))
-                for k, v in ds.items():
-                    if isinstance(v, dict):        # histograms: summed key by key
-                        total = rec.stats.setdefault(k, {})
-                        for name, n in v.items():
-                            total[name] = total.get(name, 0) + n
-                    else:
-                        rec.stats[k] = rec.stats.get(k, 0) + v
+                add_domain_stats(rec, ds)
         pcpus.append(st)
     rtts = [p["ipi_rtt_us"]["median"] for p in pcpus
             if isinstance(p.get("ipi_rtt_us"), dict) and p["ipi_rtt_us"].get("median") is not None]
