@@ -132,28 +132,27 @@ def xm_create(s: Session) -> str:
     return f"domain {domid} ({spec.name}) created{' paused' if paused else ''}\n"
 
 
-@verb("destroy", "destroy DOM", "terminate a domain at once: its memory, channels and id go back")
-def xm_destroy(s: Session) -> str:
+def _on_domain(s: Session, op) -> str:
+    """A verb whose one argument is DOM: op(xc, domid), one dom0_op."""
     (dom,) = _args(s, 1, "DOM")
     xc = _xc(s)
-    xc.destroy(domain_id(s, xc, dom))
+    op(xc, domain_id(s, xc, dom))
     return ""
+
+
+@verb("destroy", "destroy DOM", "terminate a domain at once: its memory, channels and id go back")
+def xm_destroy(s: Session) -> str:
+    return _on_domain(s, Xc.destroy)
 
 
 @verb("pause", "pause DOM", "stop a domain from running (DOM0_PAUSEDOMAIN)")
 def xm_pause(s: Session) -> str:
-    (dom,) = _args(s, 1, "DOM")
-    xc = _xc(s)
-    xc.pause(domain_id(s, xc, dom))
-    return ""
+    return _on_domain(s, Xc.pause)
 
 
 @verb("unpause", "unpause DOM", "let a paused domain run again")
 def xm_unpause(s: Session) -> str:
-    (dom,) = _args(s, 1, "DOM")
-    xc = _xc(s)
-    xc.unpause(domain_id(s, xc, dom))
-    return ""
+    return _on_domain(s, Xc.unpause)
 
 
 @verb("pincpu", "pincpu DOM CPU", "move a domain to a PCPU (DOM0_PINCPUDOMAIN)")

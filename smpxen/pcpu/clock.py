@@ -199,13 +199,7 @@ class PcpuClock:
         if vcpu.timer_host_ns:
             self.wake_steps["fire_late"].append((now - vcpu.timer_host_ns) / 1000)
             vcpu.timer_host_ns = 0
-        vcpu.timer_fired_ns = now
-
-    def entering(self, vcpu) -> None:
-        """The domain is about to run: the end of its timer wake-up, if one is under way."""
-        if vcpu.timer_fired_ns:
-            self.wake_steps["to_guest"].append((time.monotonic_ns() - vcpu.timer_fired_ns) / 1000)
-            vcpu.timer_fired_ns = 0
+        vcpu.woken(self.wake_steps["to_guest"], now)
 
     def publish(self, shared, time_offset: int, domain_time: int) -> None:
         """Write the time fields of a domain's shared_info, bracketed by the two

@@ -118,7 +118,7 @@ class EventDelivery:
         was_blocked = sched.flags(v.domid) & DFM_BLOCKED
         r = sched.unblock(v.domid, pcpu.clock.now())       # domain_unblock: wake if blocked
         if was_blocked and remote:
-            v.event_woken_ns = time.monotonic_ns()
+            v.woken(self.wake_steps["to_guest"], time.monotonic_ns())
         if r.action == Action.NOW and v is not pcpu.current:
             pcpu.exit = EXIT_RESCHED             # inside a hook: stop the slice
 
@@ -135,12 +135,6 @@ class EventDelivery:
         steps["handoff"].append((time.monotonic_ns() - arrived_ns) / 1000)
         self.tables.end_delivery(domid, port)
         self.set_pending(domid, port, remote=True)
-
-    def entering(self, v) -> None:
-        """Domain v is about to run: the end of a remote event's wake-up, if one woke it."""
-        if v.event_woken_ns:
-            self.wake_steps["to_guest"].append((time.monotonic_ns() - v.event_woken_ns) / 1000)
-            v.event_woken_ns = 0
 
     def send(self, domid: int, port: int, sender: int) -> None:
         """A send: by domain `sender` (EVTCHNOP_send) or the hypervisor (a VIRQ)."""

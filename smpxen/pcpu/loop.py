@@ -235,8 +235,9 @@ class Pcpu:
         if w.queue:
             w.end_slice()
             return
-        self.clock.entering(v)
-        self.events.entering(v)
+        if v.woken_ns:                  # a timed wake-up ends here (Vcpu.woken)
+            v.woken_samples.append((time.monotonic_ns() - v.woken_ns) / 1000)
+            v.woken_ns = 0
         t = time.perf_counter()
         try:
             self.core.run(self.resume_eip)

@@ -32,15 +32,22 @@ class Vcpu:
     # PCPU's clock, so a domain that moved here from a faster clock never sees time
     # go backwards (the per-domain form of Xen 3.0's warp forward).
     time_offset: int = 0
-    # Its set_timer_op wake-up, timed in host ns (smpxen/pcpu/clock.py wake_steps):
-    # when the timer is due, and when the PCPU fired it (0: not armed / not fired).
+    # Its set_timer_op timer's due time in host ns (0: none armed), for the report's
+    # timer_wake_us (smpxen/pcpu/clock.py).
     timer_host_ns: int = 0
-    timer_fired_ns: int = 0
-    event_woken_ns: int = 0     # host ns a remote event woke it (smpxen/pcpu/events.py)
+    # A wake-up being timed (a timer fired, a remote event): when it began, host ns
+    # (0: none), and the samples its end joins when the domain next runs (loop.py).
+    woken_ns: int = 0
+    woken_samples: object = None
     ldt_base: int = 0           # MMUEXT_SET_LDT (linear address, entries); its pages
     ldt_ents: int = 0           # are mapped in the domain's PERDOMAIN area as they fault in
     thread: ThreadState = field(default_factory=ThreadState)   # traps, callbacks, stacks
     console: ConsoleBudget = field(default_factory=ConsoleBudget)   # its output bound here
+
+    def woken(self, samples, now_ns: int) -> None:
+        """Time a wake-up from now_ns to the domain's next slice (the first cause counts)."""
+        if not self.woken_ns:
+            self.woken_ns, self.woken_samples = now_ns, samples
 
     @property
     def privileged(self) -> bool:

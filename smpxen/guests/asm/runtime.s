@@ -1033,6 +1033,21 @@ crx_out:
     ret
 
 # ---- the balloon (XenLinux's balloon driver, serving CMSG_MEM_REQUEST_SET) ----------
+# bal_memop(EBX = MEMOP_*, ECX = frames) -> EAX = dom_mem_op's result, on bal_list
+# for this domain; keeps ECX and EDI.
+bal_memop:
+    push ecx
+    push edi
+    mov eax, HYPERVISOR_dom_mem_op
+    mov edx, ecx
+    mov ecx, bal_list
+    xor esi, esi
+    mov edi, DOMID_SELF
+    int 0x82
+    pop edi
+    pop ecx
+    ret
+
 # balloon_set_target(EAX = pages wanted) -> EAX = 1 when the domain has that many
 # pages, 0 when it stopped short. Its pages are pfns 0 .. bal_pages-1: it gives back
 # the highest first (dom_mem_op decrease_reservation, BALLOON_BATCH frames a call; the
@@ -1084,17 +1099,8 @@ bst_s_fill:
     inc ebx
     cmp ebx, ecx
     jb bst_s_fill
-    push ecx
-    push edi
-    mov eax, HYPERVISOR_dom_mem_op
     mov ebx, MEMOP_decrease_reservation
-    mov edx, ecx
-    mov ecx, bal_list
-    xor esi, esi
-    mov edi, DOMID_SELF
-    int 0x82
-    pop edi
-    pop ecx
+    call bal_memop
     test eax, eax
     jle bst_check
     mov [bal_got], eax
@@ -1123,17 +1129,8 @@ bst_g_batch:
     jbe bst_g_call
     mov ecx, BALLOON_BATCH
 bst_g_call:
-    push ecx
-    push edi
-    mov eax, HYPERVISOR_dom_mem_op
     mov ebx, MEMOP_increase_reservation
-    mov edx, ecx
-    mov ecx, bal_list
-    xor esi, esi
-    mov edi, DOMID_SELF
-    int 0x82
-    pop edi
-    pop ecx
+    call bal_memop
     test eax, eax
     jle bst_check
     mov [bal_got], eax
